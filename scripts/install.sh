@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates ./.venv (Python 3.11) and installs mimaface_jax into it.
+#   bash scripts/install.sh          runtime set
+#   bash scripts/install.sh test     runtime + parity references (torch, diffusers) + pytest
+# mediapipe is installed in a second step with --no-deps (see requirements/mediapipe.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-runtime}"
+case "$extra" in
+  runtime|test) ;;
+  *) echo "usage: bash scripts/install.sh [runtime|test]" >&2; exit 2 ;;
+esac
+py="${PYTHON:-python3.11}"
+if ! command -v "$py" >/dev/null; then
+  echo "install.sh: $py not found; set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+"${pip[@]}" install -r "requirements/$extra.txt" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"${pip[@]}" install --no-deps -r requirements/mediapipe.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"${pip[@]}" install --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+echo "installed ($extra) into $(pwd)/.venv"
