@@ -20,6 +20,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["mimaface_jax", "mimaface_jax.*", "data_pipelines",
                                     "data_pipelines.*"]),
+    package_data={"mimaface_jax.face": ["assets/*.npy"]},
     install_requires=_requirements("runtime.txt"),
     extras_require={
         # PyTorch references used by parity tests and `convert ... --verify`.
