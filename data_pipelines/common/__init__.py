@@ -1,0 +1,1 @@
+"""Code shared by the face-video TFDS builders: split assignment, features, preprocessing."""

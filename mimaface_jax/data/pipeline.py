@@ -1,0 +1,361 @@
+"""The grain training input pipeline over clip datasets written by ``data_pipelines/``.
+
+Per process: for each source dataset (a TFDS folder of ArrayRecord files, see ``records.py``)
+the record indices are sharded by process (``[shard_index::shard_count]``, from
+``grain.sharding.ShardByJaxProcess`` unless given), shuffled with a per-epoch reshuffle
+(``shuffle(seed + i).repeat(num_epochs)``), the sources are mixed by weight
+(``MapDataset.mix``), and every element is turned into a training sample by ``ClipSampler``
+(a ``random_map``: its randomness is a pure function of ``seed`` and the element's position,
+so the stream is deterministic and independent of the worker count's timing), batched, and
+optionally spread over ``worker_count`` processes (``mp_prefetch``). The iterator's state
+(``get_state`` / ``set_state``, a small JSON-able dict) restores the stream exactly, also in
+a new process; ``grain.checkpoint.CheckpointHandler`` saves it through Orbax.
+
+ClipSampler, per record (a clip of T frames): a window of S = k_max + F consecutive frames
+(start uniform in [0, T - S]) and a source frame of the same clip OUTSIDE the window (uniform
+over those with a tracked face, else over all), JPEG decode, resize to ``resolution``, a
+horizontal flip with probability ``flip_prob`` (``augment.py``: images, landmarks with the
+mirror permutation, neutral shape), then for FaceMesh records the motion vectors are measured
+from the (flipped) landmarks with ONE expression basis for the whole mixture and the condition
+images are rendered (``face/render.py``: the video's neutral shape posed by each frame's
+motion). Stored-motion records (SynthFaces) carry motion and condition frames; their flip uses
+``MotionLayout.flip``.
+
+Batch (a dict of numpy arrays; B = ``batch_size`` per process, S = k_max + F in data order:
+the k_max context frames first, then the F current frames, as ``models/ica.py`` expects):
+
+  frames        (B, S, H, W, 3) uint8    RGB crops          -> VAE -> ``latents``
+  cond          (B, S, H, W, 3) uint8    condition renders  -> VAE -> ``cond_latents``
+                                         (absent for FaceMesh sources when
+                                         ``render_condition=False``)
+  source        (B, H, W, 3) uint8       the source frame   -> CLIP preprocess -> ``source_pixels``
+  motion        (B, S, D) float32        motion vectors (``layout``)   = ``motion``
+  source_motion (B, D) float32           motion of the source frame
+  valid         (B, S) bool              the frame's face was tracked (else interpolated)
+  identity      (B, E) float32           ArcFace embedding      = ``identity`` (only when every
+                                         source has one)
+  landmarks     (B, S, 478, 3) float32   crop-pixel landmarks (FaceMesh sources only)
+  dataset_index (B,) int32, record_index (B,) int64, frame_index (B, S) int32,
+  source_index (B,) int32, flipped (B,) bool   bookkeeping (which record / frames / flip)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from mimaface_jax.data import augment, records
+from mimaface_jax.data.jpeg import decode_jpeg
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSource:
+    """One dataset of the mixture: its TFDS version folder, the split, the mixture weight."""
+
+    path: str
+    split: str = "train"
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    sources: tuple[DatasetSource, ...]
+    batch_size: int = 8                 # per process
+    num_frames: int = 16                # F, current frames per clip
+    k_max: int = 4                      # ICA context frames before the clip
+    resolution: int | None = None       # output side; None = the records' crop size
+    flip_prob: float = 0.5
+    render_condition: bool = True       # FaceMesh sources: render the condition images
+    expression_basis: str | None = None  # None = the first FaceMesh source's stored basis
+    seed: int = 0
+    num_epochs: int | None = None       # None = repeat forever
+    worker_count: int = 0               # grain worker processes (0 = in this process)
+    worker_buffer_size: int = 2
+    read_threads: int = 8
+    shard_index: int | None = None      # None = jax.process_index()
+    shard_count: int | None = None      # None = jax.process_count()
+    drop_remainder: bool = True
+
+    @property
+    def frames_per_sample(self) -> int:
+        return self.k_max + self.num_frames
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError("PipelineConfig.sources is empty; give at least one DatasetSource")
+        if self.batch_size < 1 or self.num_frames < 1 or self.k_max < 0:
+            raise ValueError(f"need batch_size >= 1, num_frames >= 1, k_max >= 0; got "
+                             f"{self.batch_size}, {self.num_frames}, {self.k_max}")
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+        if (self.shard_index is None) != (self.shard_count is None):
+            raise ValueError("give both shard_index and shard_count, or neither")
+        if any(s.weight <= 0 for s in self.sources):
+            raise ValueError(f"mixture weights must be > 0: {[s.weight for s in self.sources]}")
+
+
+@dataclasses.dataclass
+class OpenedSource:
+    """A dataset opened for random access: the TFDS data source and its metadata."""
+
+    spec: DatasetSource
+    data: Any                 # tfds ArrayRecord data source: len(), [i] -> dict
+    metadata: dict
+    record_format: str
+
+    @property
+    def min_frames(self) -> int:
+        return int(self.metadata[records.META_MIN_CLIP_FRAMES])
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.metadata[records.META_CROP_SIZE])
+
+
+def open_source(spec: DatasetSource) -> OpenedSource:
+    import tensorflow_datasets as tfds
+
+    meta_path = os.path.join(spec.path, "metadata.json")
+    if not os.path.isfile(os.path.join(spec.path, "dataset_info.json")):
+        raise FileNotFoundError(f"{spec.path}: not a TFDS dataset folder (no "
+                                "dataset_info.json); give the version folder, e.g. "
+                                "<data_dir>/video_folder/crop512/1.0.0")
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError(f"{spec.path}: no metadata.json; the dataset was not written by "
+                                "a mimaface_jax builder")
+    with open(meta_path, encoding="utf-8") as f:
+        metadata = json.load(f)
+    fmt = metadata.get(records.META_FORMAT)
+    if fmt not in records.RECORD_FORMATS:
+        raise ValueError(f"{meta_path}: record_format {fmt!r} is not one of "
+                         f"{records.RECORD_FORMATS}")
+    builder = tfds.builder_from_directory(spec.path)
+    if spec.split not in builder.info.splits:
+        raise ValueError(f"{spec.path}: no split {spec.split!r}; splits: "
+                         f"{list(builder.info.splits.keys())}")
+    data = builder.as_data_source(spec.split)
+    return OpenedSource(spec=spec, data=data, metadata=metadata, record_format=fmt)
+
+
+def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineConfig):
+    from mimaface_jax.face.expression import ExpressionPCA
+    from mimaface_jax.face.motion_layout import MotionLayout, facemesh_layout
+
+    formats = {o.record_format for o in opened}
+    if len(formats) > 1:
+        raise ValueError(f"a mixture must use one record format (one motion layout); got "
+                         f"{[(o.spec.path, o.record_format) for o in opened]}")
+    if formats == {records.STORED_MOTION_FORMAT}:
+        layouts = {o.metadata[records.META_LAYOUT] for o in opened}
+        if len(layouts) > 1:
+            raise ValueError(f"stored-motion sources have different motion layouts: "
+                             f"{[o.spec.path for o in opened]}")
+        return MotionLayout.from_json(layouts.pop()), None
+    path = config.expression_basis
+    if path is None:
+        first = opened[0]
+        if records.META_EXPRESSION_BASIS not in first.metadata:
+            raise ValueError(f"{first.spec.path}: metadata has no expression basis; give "
+                             "PipelineConfig.expression_basis")
+        path = os.path.join(first.spec.path, first.metadata[records.META_EXPRESSION_BASIS])
+    basis = ExpressionPCA.load(path)
+    return facemesh_layout(basis.num_components), basis
+
+
+class ClipSampler:
+    """Record -> training sample (see the module docstring). Picklable (workers)."""
+
+    def __init__(self, opened: Sequence[OpenedSource], config: PipelineConfig):
+        self.sources = [o.data for o in opened]
+        self.paths = [o.spec.path for o in opened]
+        self.crop_sizes = [o.crop_size for o in opened]
+        self.config = config
+        self.layout, self.basis = _resolve_layout_and_basis(opened, config)
+        self.facemesh = opened[0].record_format == records.FACEMESH_FORMAT
+        self.with_identity = self.facemesh and all(
+            o.metadata.get(records.META_HAS_IDENTITY, False) for o in opened)
+        sizes = {o.crop_size for o in opened}
+        if config.resolution is None and len(sizes) > 1:
+            raise ValueError(f"sources have different crop sizes {sorted(sizes)}; set "
+                             "PipelineConfig.resolution")
+        self.resolution = int(config.resolution or sizes.pop())
+        need = config.frames_per_sample + 1
+        short = [(o.spec.path, o.min_frames) for o in opened if o.min_frames < need]
+        if short:
+            raise ValueError(f"k_max + num_frames + 1 = {need} frames are needed per record "
+                             f"(window + a source frame outside it), but these datasets allow "
+                             f"shorter clips (min_clip_frames): {short}; rebuild them with "
+                             f"min_clip_frames >= {need} or lower num_frames / k_max")
+        self._extractor = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _extract(self, landmarks: np.ndarray, neutral: np.ndarray):
+        if self._extractor is None:
+            from mimaface_jax.face.motion import MotionExtractor
+
+            self._extractor = MotionExtractor(self.basis, self.basis.num_components)
+        return self._extractor.extract(landmarks, (self.resolution, self.resolution),
+                                       neutral_shape=neutral)
+
+    def _decode(self, blobs, where: str) -> np.ndarray:
+        frames = []
+        for blob in blobs:
+            image = decode_jpeg(blob, where)
+            if image.shape[0] != self.resolution or image.shape[1] != self.resolution:
+                interp = cv2.INTER_AREA if image.shape[0] > self.resolution else cv2.INTER_LINEAR
+                image = cv2.resize(image, (self.resolution, self.resolution),
+                                   interpolation=interp)
+            frames.append(image)
+        return np.stack(frames)
+
+    def _render(self, neutral: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndarray:
+        from mimaface_jax.face.render import render_condition
+
+        out = []
+        for t in range(len(fields["yaw"])):
+            pose = {"yaw": float(fields["yaw"][t, 0]), "pitch": float(fields["pitch"][t, 0]),
+                    "roll": float(fields["roll"][t, 0]), "translation": fields["translation"][t],
+                    "log_scale": float(fields["log_scale"][t, 0])}
+            out.append(render_condition(neutral, fields["expression"][t], self.basis, pose,
+                                        fields["gaze"][t], size=self.resolution))
+        return np.stack(out)
+
+    # -- the map ------------------------------------------------------------------------------
+    def __call__(self, element: tuple[int, int], rng: np.random.Generator) -> dict:
+        dataset_index, record_index = int(element[0]), int(element[1])
+        rec = self.sources[dataset_index][record_index]
+        where = f"{self.paths[dataset_index]} record {record_index}"
+        s = self.config.frames_per_sample
+        t = len(rec["frames"])
+        if t < s + 1:
+            raise ValueError(f"{where}: {t} frames, need k_max + num_frames + 1 = {s + 1}")
+        start = int(rng.integers(0, t - s + 1))
+        window = np.arange(start, start + s)
+        outside = np.concatenate([np.arange(0, start), np.arange(start + s, t)])
+        found = np.asarray(rec["face_found"], bool) if self.facemesh else np.ones(t, bool)
+        candidates = outside[found[outside]] if found[outside].any() else outside
+        source_index = int(rng.choice(candidates))
+        flip = bool(rng.random() < self.config.flip_prob)
+
+        picked = np.concatenate([window, [source_index]])
+        images = self._decode([rec["frames"][i] for i in picked], where)  # (S+1, H, W, 3)
+        if flip:
+            images = augment.flip_images(images)
+        out = {"frames": images[:s], "source": images[s]}
+        if self.facemesh:
+            scale = self.resolution / float(self.crop_sizes[dataset_index])
+            lm = np.asarray(rec["landmarks"], np.float32)[picked] * np.float32(scale)
+            neutral = np.asarray(rec["neutral_shape"], np.float32)
+            if flip:
+                lm = augment.flip_landmarks(lm, self.resolution)
+                neutral = augment.flip_canonical_shape(neutral)
+            motion = self._extract(lm, neutral)
+            vectors = motion.vectors.astype(np.float32)
+            out["motion"], out["source_motion"] = vectors[:s], vectors[s]
+            out["landmarks"] = lm[:s]
+            if self.config.render_condition:
+                fields = {k: v[:s] for k, v in motion.fields.items()}
+                out["cond"] = self._render(neutral, fields)
+            if self.with_identity:
+                out["identity"] = np.asarray(rec["identity"], np.float32)
+        else:
+            motion = np.asarray(rec["motion"], np.float32)[picked]
+            cond = self._decode([rec["condition"][i] for i in window], where)
+            if flip:
+                motion = self.layout.flip(motion)
+                cond = augment.flip_images(cond)
+            out["motion"], out["source_motion"] = motion[:s], motion[s]
+            out["cond"] = cond
+        out.update(valid=found[window], dataset_index=np.int32(dataset_index),
+                   record_index=np.int64(record_index), frame_index=window.astype(np.int32),
+                   source_index=np.int32(source_index), flipped=np.bool_(flip))
+        return out
+
+
+
+def ensure_absl_flags_parsed(*_unused) -> None:
+    """grain reads its absl flags (e.g. ``grain_enable_multiprocess_worker_profiling``) when
+    multiprocessing starts and in its workers; a program that did not parse flags (tests,
+    notebooks, non-absl scripts) would fail with ``UnparsedFlagAccessError``. Programs that
+    run under ``absl.app.run`` have parsed them already and are left alone; otherwise the
+    flags are marked parsed with their defaults. Also the ``worker_init_fn`` of the workers."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def shard_options(config: PipelineConfig):
+    import grain
+
+    if config.shard_index is None:
+        return grain.sharding.ShardByJaxProcess(drop_remainder=True)
+    if not 0 <= config.shard_index < config.shard_count:
+        raise ValueError(f"shard_index {config.shard_index} not in [0, {config.shard_count})")
+    return grain.sharding.ShardOptions(config.shard_index, config.shard_count,
+                                       drop_remainder=True)
+
+
+def build_dataset(config: PipelineConfig):
+    """-> (grain IterDataset of batches, ClipSampler) for this process's shard."""
+    import grain
+
+    opened = [open_source(spec) for spec in config.sources]
+    sampler = ClipSampler(opened, config)
+    shard = shard_options(config)
+    parts = []
+    for i, o in enumerate(opened):
+        n = len(o.data)
+        if shard.drop_remainder:
+            n = (n // shard.shard_count) * shard.shard_count
+        if n == 0:
+            raise ValueError(f"{o.spec.path} split {o.spec.split!r}: {len(o.data)} records "
+                             f"cannot give every one of {shard.shard_count} shards a record")
+        indices = grain.MapDataset.range(n)[shard.shard_index::shard.shard_count]
+        ds = indices.map(_Tag(i)).shuffle(seed=config.seed + 1000 * i)
+        parts.append(ds.repeat(config.num_epochs))
+    if len(parts) == 1:
+        mixed = parts[0]
+    else:
+        mixed = grain.MapDataset.mix(parts, [s.weight for s in config.sources])
+    samples = mixed.random_map(sampler, seed=config.seed)
+    batches = samples.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
+                                                        prefetch_buffer_size=4 * config.batch_size))
+    batches = batches.batch(config.batch_size, drop_remainder=config.drop_remainder)
+    if config.worker_count > 0:
+        ensure_absl_flags_parsed()
+        batches = batches.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=config.worker_count,
+                                         per_worker_buffer_size=config.worker_buffer_size),
+            worker_init_fn=ensure_absl_flags_parsed)
+    return batches, sampler
+
+
+class _Tag:
+    """record index -> (dataset index, record index)."""
+
+    def __init__(self, dataset_index: int):
+        self.dataset_index = dataset_index
+
+    def __call__(self, record_index):
+        return (self.dataset_index, int(record_index))
+
+
+def make_iterator(config: PipelineConfig):
+    """The batch iterator (``next``, ``get_state``, ``set_state``)."""
+    dataset, _ = build_dataset(config)
+    return iter(dataset)
+
+
+def state_to_bytes(iterator) -> bytes:
+    """The iterator's position as JSON bytes (what a checkpoint stores per process)."""
+    return json.dumps(iterator.get_state(), sort_keys=True).encode("utf-8")
+
+
+def restore_state(iterator, state: bytes) -> None:
+    iterator.set_state(json.loads(state.decode("utf-8")))
