@@ -1,6 +1,11 @@
 """Test set-up: 8 fake CPU devices (sharding tests), fp32 matmuls, no GPU."""
 
 import os
+import sys
+from pathlib import Path
+
+# Shared test helpers (tiny_checkpoints.py ...) import by module name under --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

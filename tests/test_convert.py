@@ -1,0 +1,142 @@
+"""`python -m mimaface_jax.convert`: imports, --verify against the PyTorch references, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from mimaface_jax.importers.pretrained_store import read_meta, restore_component
+from mimaface_jax.importers.unet import import_unet_state
+from mimaface_jax.importers.vae import load_vae
+from mimaface_jax.importers.clip import load_clip_vision
+from tiny_checkpoints import (edited_copy, make_tiny_clip_vision,
+                              make_tiny_unet, make_tiny_vae, write_original_motion_file)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def convert(*args, timeout=900):
+    """Runs the CLI in a fresh process, as a user would."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    return subprocess.run([sys.executable, "-m", "mimaface_jax.convert", *map(str, args)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def last_line_diff(result) -> float:
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("max_abs_diff="), result.stdout + result.stderr
+    return float(last.split("=", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("convert_sources")
+    unet_dir, motion_dir, _ = make_tiny_unet(root / "sd", layers_per_block=1, seed=3)
+    assert unet_dir == root / "sd" / "unet"              # SD folder layout: sd/unet, sd/vae
+    make_tiny_vae(root / "sd" / "vae", seed=4)
+    make_tiny_clip_vision(root / "clip", seed=5)
+    original = write_original_motion_file(motion_dir, root / "mm_v3_tiny.safetensors")
+    return {"root": root, "sd": root / "sd", "unet": root / "sd" / "unet",
+            "motion_dir": motion_dir, "motion_file": original, "vae": root / "sd" / "vae",
+            "clip": root / "clip"}
+
+
+@pytest.mark.parametrize("motion", ["motion_dir", "motion_file"])
+def test_unet_verify_passes_and_checkpoint_restores_bit_identical(sources, tmp_path, motion):
+    out = tmp_path / "unet_ckpt"
+    result = convert("unet", "--unet", sources["unet"], "--motion-module", sources[motion],
+                     "--out", out, "--verify")
+    assert result.returncode == 0, result.stderr
+    assert last_line_diff(result) <= 1e-4
+    assert read_meta(out)["components"] == ["unet"]
+    _, _, state = import_unet_state(sources["unet"], sources[motion])
+    restored = restore_component(out, "unet", state)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_unet_with_renamed_key_names_it_and_writes_nothing(sources, tmp_path):
+    key = "down_blocks.0.attentions.0.proj_in.weight"
+
+    def rename(tensors):
+        tensors["down_blocks.0.attentions.0.proj_inn.weight"] = tensors.pop(key)
+
+    bad = edited_copy(sources["unet"], tmp_path / "bad_unet", edit_weights=rename)
+    out = tmp_path / "out"
+    result = convert("unet", "--unet", bad, "--motion-module", sources["motion_dir"], "--out", out)
+    assert result.returncode != 0
+    assert key in result.stderr and "proj_inn" in result.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad_unet"]
+
+
+def test_unet_with_misshaped_key_names_it_and_writes_nothing(sources, tmp_path):
+    key = "up_blocks.1.resnets.0.conv1.bias"
+
+    def widen(tensors):
+        tensors[key] = np.concatenate([tensors[key], tensors[key]])
+
+    bad = edited_copy(sources["unet"], tmp_path / "bad_unet", edit_weights=widen)
+    result = convert("unet", "--unet", bad, "--out", tmp_path / "out")
+    assert result.returncode != 0 and key in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_verify_every_component_and_restore_bit_identical(sources, tmp_path):
+    out = tmp_path / "pretrained"
+    result = convert("all", "--sd", sources["sd"], "--motion-module", sources["motion_file"],
+                     "--clip", sources["clip"], "--out", out, "--verify")
+    assert result.returncode == 0, result.stderr
+    per_component = {line.split()[0]: float(line.split("=")[1])
+                     for line in result.stdout.splitlines() if " max_abs_diff=" in line}
+    assert sorted(per_component) == ["clip", "unet", "vae"]
+    assert all(d <= 1e-4 for d in per_component.values()), per_component
+    assert last_line_diff(result) == pytest.approx(max(per_component.values()), rel=1e-3)
+    assert read_meta(out)["components"] == ["clip", "unet", "vae"]
+    expected = {"vae": nnx.state(load_vae(sources["vae"])[1], nnx.Param),
+                "clip": nnx.state(load_clip_vision(sources["clip"])[1], nnx.Param),
+                "unet": import_unet_state(sources["unet"], sources["motion_file"])[2]}
+    for name, state in expected.items():
+        restored = restore_component(out, name, state)
+        for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_all_with_missing_component_folder_names_it(sources, tmp_path):
+    sd = tmp_path / "sd_without_vae"
+    sd.mkdir()
+    os.symlink(sources["unet"], sd / "unet")
+    result = convert("all", "--sd", sd, "--motion-module", sources["motion_file"],
+                     "--clip", sources["clip"], "--out", tmp_path / "out")
+    assert result.returncode != 0
+    assert "SD-1.5 vae folder not found" in result.stderr and str(sd / "vae") in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_with_wrong_shaped_clip_tensor_names_it(sources, tmp_path):
+    key = "vision_model.encoder.layers.1.mlp.fc1.weight"
+
+    def truncate(tensors):
+        tensors[key] = tensors[key][:-1]
+
+    bad = edited_copy(sources["clip"], tmp_path / "clip", weights="model.safetensors",
+                      edit_weights=truncate)
+    result = convert("all", "--sd", sources["sd"], "--motion-module", sources["motion_file"],
+                     "--clip", bad, "--out", tmp_path / "out")
+    assert result.returncode != 0 and key in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_is_refused_and_kept(sources, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    result = convert("vae", "--vae", sources["vae"], "--out", out)
+    assert result.returncode != 0 and "already exists" in result.stderr
+    assert (out / "mine.txt").read_text() == "keep"
