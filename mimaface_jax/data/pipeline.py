@@ -37,6 +37,23 @@ the k_max context frames first, then the F current frames, as ``models/ica.py`` 
   landmarks     (B, S, 478, 3) float32   crop-pixel landmarks (FaceMesh sources only)
   dataset_index (B,) int32, record_index (B,) int64, frame_index (B, S) int32,
   source_index (B,) int32, flipped (B,) bool   bookkeeping (which record / frames / flip)
+
+Encoder cache (``use_cache=True``; made by ``python -m data_pipelines.cache_pass``, schema in
+``encoder_cache.py``): every source must have a cache (``DatasetSource.cache``, default
+``<path>/encoder_cache/<split>``) that matches it (record count, source fingerprint, per-record
+key) and was made at the output resolution. The sampling is unchanged (same window, source
+frame and random draws for a seed), and the batch holds, INSTEAD of the pixel keys ``frames``,
+``cond`` and ``source`` (unless ``cache_pixels=True``, which yields both):
+
+  latent_moments     (B, S, h, w, 2C)  VAE [mean, logvar] of the window's frames (unscaled)
+  cond_moments       (B, S, h, w, 2C)  the same for the condition images (when cond would be
+                                       yielded without the cache)
+  source_clip_tokens (B, L, D)         CLIP last hidden state of the source frame
+in the cache's dtypes (float16 by default). Flip is refused with the cache (``flip_prob`` must
+be 0): the moments of a mirrored frame are not the mirrored moments, and caching both would
+double the cache. FaceMesh condition images are rendered by the cache pass with the dataset's
+expression basis; a pipeline whose basis differs is refused. Motion, landmarks and the other
+keys are computed from the records as without the cache.
 """
 
 from __future__ import annotations
@@ -49,17 +66,19 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from mimaface_jax.data import augment, records
+from mimaface_jax.data import augment, encoder_cache, records
 from mimaface_jax.data.jpeg import decode_jpeg
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSource:
-    """One dataset of the mixture: its TFDS version folder, the split, the mixture weight."""
+    """One dataset of the mixture: its TFDS version folder, the split, the mixture weight, and
+    (``use_cache``) its encoder cache folder (None = ``<path>/encoder_cache/<split>``)."""
 
     path: str
     split: str = "train"
     weight: float = 1.0
+    cache: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +99,8 @@ class PipelineConfig:
     shard_index: int | None = None      # None = jax.process_index()
     shard_count: int | None = None      # None = jax.process_count()
     drop_remainder: bool = True
+    use_cache: bool = False             # read encoder outputs from the cache (module docstring)
+    cache_pixels: bool = False          # with use_cache: also yield the pixel keys
 
     @property
     def frames_per_sample(self) -> int:
@@ -97,6 +118,11 @@ class PipelineConfig:
             raise ValueError("give both shard_index and shard_count, or neither")
         if any(s.weight <= 0 for s in self.sources):
             raise ValueError(f"mixture weights must be > 0: {[s.weight for s in self.sources]}")
+        if self.use_cache and self.flip_prob > 0:
+            raise ValueError(f"use_cache=True needs flip_prob=0 (got {self.flip_prob}): the "
+                             "cache holds the encodings of the unflipped frames only")
+        if self.cache_pixels and not self.use_cache:
+            raise ValueError("cache_pixels=True only makes sense with use_cache=True")
 
 
 @dataclasses.dataclass
@@ -107,6 +133,7 @@ class OpenedSource:
     data: Any                 # tfds ArrayRecord data source: len(), [i] -> dict
     metadata: dict
     record_format: str
+    cache: encoder_cache.EncoderCache | None = None
 
     @property
     def min_frames(self) -> int:
@@ -117,7 +144,7 @@ class OpenedSource:
         return int(self.metadata[records.META_CROP_SIZE])
 
 
-def open_source(spec: DatasetSource) -> OpenedSource:
+def open_source(spec: DatasetSource, use_cache: bool = False) -> OpenedSource:
     import tensorflow_datasets as tfds
 
     meta_path = os.path.join(spec.path, "metadata.json")
@@ -139,7 +166,11 @@ def open_source(spec: DatasetSource) -> OpenedSource:
         raise ValueError(f"{spec.path}: no split {spec.split!r}; splits: "
                          f"{list(builder.info.splits.keys())}")
     data = builder.as_data_source(spec.split)
-    return OpenedSource(spec=spec, data=data, metadata=metadata, record_format=fmt)
+    cache = None
+    if use_cache:
+        cache_dir = spec.cache or encoder_cache.default_cache_dir(spec.path, spec.split)
+        cache = encoder_cache.open_cache(cache_dir, spec.path, spec.split, len(data))
+    return OpenedSource(spec=spec, data=data, metadata=metadata, record_format=fmt, cache=cache)
 
 
 def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineConfig):
@@ -192,6 +223,56 @@ class ClipSampler:
                              f"shorter clips (min_clip_frames): {short}; rebuild them with "
                              f"min_clip_frames >= {need} or lower num_frames / k_max")
         self._extractor = None
+        self.caches = [o.cache for o in opened]
+        if config.use_cache:
+            self._check_caches(opened)
+
+    def _check_caches(self, opened: Sequence[OpenedSource]) -> None:
+        for o in opened:
+            if o.cache is None:
+                raise ValueError(f"{o.spec.path}: use_cache=True but the source was opened "
+                                 "without its cache (open_source(spec, use_cache=True))")
+            if o.cache.resolution != self.resolution:
+                raise encoder_cache.CacheMismatchError(
+                    f"{o.cache.path} was made at resolution {o.cache.resolution}, the pipeline "
+                    f"yields {self.resolution}; set PipelineConfig.resolution="
+                    f"{o.cache.resolution} or run the cache pass with --resolution "
+                    f"{self.resolution}")
+            if self.wants_condition and not o.cache.has_condition:
+                raise encoder_cache.CacheMismatchError(
+                    f"{o.cache.path} has no condition moments (made with --no_condition); "
+                    "run the cache pass again without it (FaceMesh sources: or set "
+                    "render_condition=False)")
+            if self.facemesh and self.wants_condition:
+                want = encoder_cache.expression_basis_sha256(self.basis)
+                if o.cache.info.get("expression_basis_sha256") != want:
+                    raise encoder_cache.CacheMismatchError(
+                        f"{o.cache.path}: its condition renders were made with another expression "
+                        "basis than the pipeline's (PipelineConfig.expression_basis); cache "
+                        "again with that basis or use the dataset's own")
+
+    @property
+    def wants_condition(self) -> bool:
+        """Whether samples carry condition images (``cond``)."""
+        return not self.facemesh or self.config.render_condition
+
+    def clip_pixels(self, dataset_index: int, record_index: int, rec: dict) -> dict:
+        """Every frame of a record as the pipeline would yield it, unflipped, at the output
+        resolution: ``frames`` (T, H, W, 3) uint8 and, when samples carry it, ``cond``
+        (T, H, W, 3) uint8 (what the cache pass encodes)."""
+        where = f"{self.paths[dataset_index]} record {record_index}"
+        out = {"frames": self._decode(rec["frames"], where)}
+        if not self.wants_condition:
+            return out
+        if self.facemesh:
+            scale = self.resolution / float(self.crop_sizes[dataset_index])
+            lm = np.asarray(rec["landmarks"], np.float32) * np.float32(scale)
+            motion = self._extract(lm, np.asarray(rec["neutral_shape"], np.float32))
+            out["cond"] = self._render(np.asarray(rec["neutral_shape"], np.float32),
+                                       motion.fields)
+        else:
+            out["cond"] = self._decode(rec["condition"], where)
+        return out
 
     # -- helpers ------------------------------------------------------------------------------
     def _extract(self, landmarks: np.ndarray, neutral: np.ndarray):
@@ -243,10 +324,20 @@ class ClipSampler:
         flip = bool(rng.random() < self.config.flip_prob)
 
         picked = np.concatenate([window, [source_index]])
-        images = self._decode([rec["frames"][i] for i in picked], where)  # (S+1, H, W, 3)
-        if flip:
-            images = augment.flip_images(images)
-        out = {"frames": images[:s], "source": images[s]}
+        pixels = not self.config.use_cache or self.config.cache_pixels
+        out = {}
+        if pixels:
+            images = self._decode([rec["frames"][i] for i in picked], where)  # (S+1, H, W, 3)
+            if flip:
+                images = augment.flip_images(images)
+            out.update(frames=images[:s], source=images[s])
+        if self.config.use_cache:  # flip is off (PipelineConfig checks)
+            cached = self.caches[dataset_index].read(record_index, rec, where,
+                                                     token_frames=[source_index])
+            out["latent_moments"] = cached[encoder_cache.MOMENTS][window]
+            out["source_clip_tokens"] = cached[encoder_cache.CLIP_TOKENS][0]
+            if self.wants_condition:
+                out["cond_moments"] = cached[encoder_cache.COND_MOMENTS][window]
         if self.facemesh:
             scale = self.resolution / float(self.crop_sizes[dataset_index])
             lm = np.asarray(rec["landmarks"], np.float32)[picked] * np.float32(scale)
@@ -258,19 +349,19 @@ class ClipSampler:
             vectors = motion.vectors.astype(np.float32)
             out["motion"], out["source_motion"] = vectors[:s], vectors[s]
             out["landmarks"] = lm[:s]
-            if self.config.render_condition:
+            if self.config.render_condition and pixels:
                 fields = {k: v[:s] for k, v in motion.fields.items()}
                 out["cond"] = self._render(neutral, fields)
             if self.with_identity:
                 out["identity"] = np.asarray(rec["identity"], np.float32)
         else:
             motion = np.asarray(rec["motion"], np.float32)[picked]
-            cond = self._decode([rec["condition"][i] for i in window], where)
             if flip:
                 motion = self.layout.flip(motion)
-                cond = augment.flip_images(cond)
             out["motion"], out["source_motion"] = motion[:s], motion[s]
-            out["cond"] = cond
+            if pixels:
+                cond = self._decode([rec["condition"][i] for i in window], where)
+                out["cond"] = augment.flip_images(cond) if flip else cond
         out.update(valid=found[window], dataset_index=np.int32(dataset_index),
                    record_index=np.int64(record_index), frame_index=window.astype(np.int32),
                    source_index=np.int32(source_index), flipped=np.bool_(flip))
@@ -305,7 +396,7 @@ def build_dataset(config: PipelineConfig):
     """-> (grain IterDataset of batches, ClipSampler) for this process's shard."""
     import grain
 
-    opened = [open_source(spec) for spec in config.sources]
+    opened = [open_source(spec, config.use_cache) for spec in config.sources]
     sampler = ClipSampler(opened, config)
     shard = shard_options(config)
     parts = []
