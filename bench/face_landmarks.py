@@ -14,24 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_common import REPO, cpu_name, pin_to_core, use_repo
 DEFAULT_VIDEO = os.path.join(REPO, "..", "shared", "fixtures", "faces",
                              "driving_vox_id10291.mp4")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -42,10 +30,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
 
-    os.sched_setaffinity(0, {args.core})
+    pin_to_core(args.core)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
-    sys.path.insert(0, REPO)
+    use_repo()
     import numpy as np
 
     from mimaface_jax.face.landmarks import FaceLandmarker
@@ -78,7 +66,7 @@ def main(argv=None) -> int:
           f"{t_count / best_lm:.1f} / {t_count / best_cpu_lm:.1f} | "
           f"{t_count / best_motion:.0f} / {t_count / max(best_cpu_motion, 1e-9):.0f} | "
           f"{t_count / (best_lm + best_motion):.1f} / "
-          f"{t_count / (best_cpu_lm + best_cpu_motion):.1f} | {_cpu_name()}, 1 core |")
+          f"{t_count / (best_cpu_lm + best_cpu_motion):.1f} | {cpu_name()}, 1 core |")
     return 0
 
 

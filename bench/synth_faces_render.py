@@ -15,22 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from bench_common import cpu_name, pin_to_core, use_repo
 
 
 def main(argv=None) -> int:
@@ -41,10 +29,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
 
-    os.sched_setaffinity(0, {args.core})
+    pin_to_core(args.core)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
-    sys.path.insert(0, REPO)
+    use_repo()
     import cv2
     import numpy as np
 
@@ -78,7 +66,7 @@ def main(argv=None) -> int:
             best[condition] = (total / wall, total / cpu)
         print(f"| {resolution} | {sr.DEFAULT_SUPERSAMPLE} | {total} | "
               f"{best[False][0]:.0f} / {best[False][1]:.0f} | "
-              f"{best[True][0]:.0f} / {best[True][1]:.0f} | {_cpu_name()}, 1 core |")
+              f"{best[True][0]:.0f} / {best[True][1]:.0f} | {cpu_name()}, 1 core |")
     return 0
 
 
