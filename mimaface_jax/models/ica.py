@@ -13,7 +13,7 @@ context frames the sequence is rolled into "model order"::
 so the used context frames take temporal positions ``0..k-1`` and the current frames
 ``k..k+F-1`` (the sinusoidal positions of the motion modules are the slot indices), exactly as
 in a plain ``k + F`` run; the unused slots sit at the end, masked out of the attention (and
-of the motion modules' GroupNorm statistics, see :func:`frame_masked_group_norm`) and of the
+of the motion modules' GroupNorm statistics, see ``models/frame_mask.py``) and of the
 loss. With ``k = 0`` the current frames therefore see the same computation as an ``F``-frame
 run with zero context channels.
 
@@ -187,56 +187,3 @@ def unet_input(noisy: Array, cond_latents: Array, ctx_latents: Array, layout: Fr
     b, s = x.shape[:2]
     return x.reshape(b * s, *x.shape[2:])
 
-
-def frame_masked_group_norm(x: Array, frame_mask: Array | None, num_groups: int, eps: float,
-                            scale: Array, bias: Array) -> Array:
-    """GroupNorm of a clip where frame i's statistics pool only the frames it may attend to.
-
-    x: (B, F, H, W, C); frame_mask: (F, F) or (B, F, F) bool (``None`` = all frames, the
-    plain clip GroupNorm of AnimateDiff's motion modules). Statistics are per sample, per
-    group, over ``{j : mask[i, j]} x H x W x (C / groups)`` in fp32: per-frame means and
-    centred sums of squares (two-pass) are combined with Chan's parallel formula, so the
-    result matches a two-pass GroupNorm over the selected frames. With the ICA masks, context
-    frames in ``isolated`` mode are normalised by context statistics only, and unused slots
-    never enter any other frame's statistics.
-    """
-    b, f, h, w, c = x.shape
-    g = num_groups
-    if c % g:
-        raise ValueError(f"frame_masked_group_norm: {c} channels not divisible by {g} groups")
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, f, h * w, g, c // g)
-    n = h * w * (c // g)
-    mu = jnp.mean(xf, axis=(2, 4))  # (B, F, G)
-    m2 = jnp.sum(jnp.square(xf - mu[:, :, None, :, None]), axis=(2, 4))  # (B, F, G)
-    if frame_mask is None:
-        weights = jnp.ones((1, f, f), xf.dtype)
-    else:
-        frame_mask = jnp.asarray(frame_mask, bool)
-        if frame_mask.ndim == 2:
-            frame_mask = frame_mask[None]
-        if frame_mask.shape[1:] != (f, f) or frame_mask.shape[0] not in (1, b):
-            raise ValueError(f"frame mask must be (F, F) or (B, F, F) with F={f}, B={b}; got {frame_mask.shape}")
-        weights = frame_mask.astype(xf.dtype)
-    count = jnp.sum(weights, axis=-1)[..., None]  # (B, F, 1) frames pooled by frame i
-    mean = jnp.einsum("bij,bjg->big", weights, mu) / count  # (B, F, G)
-    # sum_j w_ij [m2_j + n (mu_j - mean_i)^2]
-    spread = jnp.square(mu[:, None, :, :] - mean[:, :, None, :])  # (B, Fi, Fj, G)
-    total = jnp.einsum("bij,bjg->big", weights, m2) + n * jnp.einsum("bij,bijg->big", weights, spread)
-    var = total / (count * n)
-    y = (xf - mean[:, :, None, :, None]) * jax.lax.rsqrt(var + eps)[:, :, None, :, None]
-    y = y.reshape(b, f, h, w, c)
-    y = y * scale.astype(y.dtype) + bias.astype(y.dtype)
-    return y.astype(x.dtype)
-
-
-def expand_frame_mask(frame_mask: Array, batch: int, tokens: int) -> Array:
-    """A (F, F) or (B, F, F) frame mask as an attention mask for the temporal attention's
-    folded batch (B*tokens, heads, F, F): (1, 1, F, F) or (B*tokens, 1, F, F)."""
-    frame_mask = jnp.asarray(frame_mask, bool)
-    if frame_mask.ndim == 2:
-        return frame_mask[None, None]
-    f = frame_mask.shape[-1]
-    if frame_mask.shape != (batch, f, f):
-        raise ValueError(f"per-sample frame mask must be (B={batch}, F, F), got {frame_mask.shape}")
-    m = jnp.broadcast_to(frame_mask[:, None], (batch, tokens, f, f))
-    return m.reshape(batch * tokens, 1, f, f)

@@ -10,7 +10,7 @@ Temporal attention folds H*W into the batch and attends over frames. An optional
 frame mask (F, F) or per sample (B, F, F) (True = frame i may attend to frame j) restricts
 which frames see which: ICA uses it to keep the previous clip's context frames from
 attending to the current clip. With a mask, frame i's GroupNorm statistics also pool only
-the frames it may attend to (``ica.frame_masked_group_norm``); frames masked off from each
+the frames it may attend to (``frame_masked_group_norm``); frames masked off from each
 other then do not influence each other at all. Without a mask the computation is exactly
 AnimateDiff's (clip statistics, full attention).
 """
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mimaface_jax.models import ica
+from mimaface_jax.models.frame_mask import expand_frame_mask, frame_masked_group_norm
 from mimaface_jax.models.attention import AttentionConfig
 from mimaface_jax.models.embeddings import sinusoidal_positions
 from mimaface_jax.models.layers import BasicTransformerBlock, GroupNorm, Linear, constrain_activation
@@ -106,10 +106,10 @@ class MotionModule(nnx.Module):
                 )
             # frame i's GroupNorm statistics pool only the frames it may attend to, so that
             # frames masked off from each other do not influence each other at all
-            t = ica.frame_masked_group_norm(
+            t = frame_masked_group_norm(
                 x5, temporal_mask, self.norm.num_groups, self.norm.eps, self.norm.scale[...], self.norm.bias[...]
             )
-            mask = ica.expand_frame_mask(temporal_mask, b, h * w)  # (1 or B*H*W, 1, F, F)
+            mask = expand_frame_mask(temporal_mask, b, h * w)  # (1 or B*H*W, 1, F, F)
         t = t.transpose(0, 2, 3, 1, 4).reshape(b * h * w, num_frames, c)  # (B*H*W, F, C)
         t = constrain_activation(t, ("batch", "length", "act_embed"))
         t = self.proj_in(t)
