@@ -112,15 +112,15 @@ def _restore(pretrained: str, name: str, factory):
     from flax import nnx
 
     from mimaface_jax.importers.pretrained_store import restore_component
-    from mimaface_jax.training.mesh_and_model import flatten_state
 
     graphdef, abstract, rest = nnx.split(nnx.eval_shape(factory), nnx.Param, ...)
     if jax.tree.leaves(rest):
         raise encoder_cache.EncoderCacheError(f"{name}: the model has non-parameter state; the "
                                               "cache pass only restores parameters")
     state = restore_component(pretrained, name, abstract)
-    digest = encoder_cache.array_sha256({k: np.asarray(v) for k, v in
-                                         flatten_state(state).items()})
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]
+    digest = encoder_cache.array_sha256({jax.tree_util.keystr(path): np.asarray(leaf)
+                                         for path, leaf in leaves})
     return graphdef, state, digest
 
 
