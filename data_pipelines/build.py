@@ -40,7 +40,7 @@ class BuildError(ValueError):
 def _parse_value(field: dataclasses.Field, text: str):
     """``text`` as the type of ``field``'s default (bool/int/float/str/None/tuple)."""
     default = field.default
-    if text.lower() in ("none", "null") and (default is None or field.name == "arcface_model"):
+    if default is None and text.lower() in ("none", "null"):
         return None
     if isinstance(default, bool):
         if text.lower() not in ("true", "false", "1", "0"):
