@@ -90,6 +90,43 @@ class Transformer2D(nnx.Module):
         return t + residual
 
 
+def _transformers(channels: int, heads: int, n: int, config: UNetConfig, kw) -> nnx.List:
+    """``n`` spatial transformer blocks (self + cross attention) of one U-Net block."""
+    return nnx.List(
+        [
+            Transformer2D(
+                channels,
+                heads,
+                cross_attention_dim=config.cross_attention_dim,
+                norm_num_groups=config.norm_num_groups,
+                num_layers=config.transformer_layers_per_block,
+                use_linear_projection=config.use_linear_projection,
+                attention_config=config.attention,
+                **kw,
+            )
+            for _ in range(n)
+        ]
+    )
+
+
+def _motion_modules(channels: int, heads: int, n: int, config: UNetConfig, kw) -> nnx.List:
+    """``n`` AnimateDiff motion modules of one U-Net block."""
+    return nnx.List(
+        [
+            MotionModule(
+                channels,
+                num_attention_heads=heads,
+                num_layers=config.motion_transformer_layers,
+                norm_num_groups=config.motion_norm_num_groups,
+                max_seq_length=config.motion_max_seq_length,
+                attention_config=config.attention,
+                **kw,
+            )
+            for _ in range(n)
+        ]
+    )
+
+
 class _BlockBase(nnx.Module):
     """Shared construction of the resnet / attention / motion triples of a U-Net block."""
 
@@ -119,42 +156,9 @@ class _BlockBase(nnx.Module):
             ]
         )
         n = len(in_channels_per_layer)
-        self.attentions = (
-            nnx.List(
-                [
-                    Transformer2D(
-                        out_channels,
-                        heads,
-                        cross_attention_dim=config.cross_attention_dim,
-                        norm_num_groups=config.norm_num_groups,
-                        num_layers=config.transformer_layers_per_block,
-                        use_linear_projection=config.use_linear_projection,
-                        attention_config=config.attention,
-                        **kw,
-                    )
-                    for _ in range(n)
-                ]
-            )
-            if cross_attention
-            else None
-        )
+        self.attentions = _transformers(out_channels, heads, n, config, kw) if cross_attention else None
         self.motion_modules = (
-            nnx.List(
-                [
-                    MotionModule(
-                        out_channels,
-                        num_attention_heads=motion_heads,
-                        num_layers=config.motion_transformer_layers,
-                        norm_num_groups=config.motion_norm_num_groups,
-                        max_seq_length=config.motion_max_seq_length,
-                        attention_config=config.attention,
-                        **kw,
-                    )
-                    for _ in range(n)
-                ]
-            )
-            if config.use_motion_module
-            else None
+            _motion_modules(out_channels, motion_heads, n, config, kw) if config.use_motion_module else None
         )
 
     def _layer(self, i, x, temb, context, num_frames, temporal_mask):
@@ -253,36 +257,9 @@ class MidBlock(nnx.Module):
                 for _ in range(n + 1)
             ]
         )
-        self.attentions = nnx.List(
-            [
-                Transformer2D(
-                    channels,
-                    heads,
-                    cross_attention_dim=config.cross_attention_dim,
-                    norm_num_groups=config.norm_num_groups,
-                    num_layers=config.transformer_layers_per_block,
-                    use_linear_projection=config.use_linear_projection,
-                    attention_config=config.attention,
-                    **kw,
-                )
-                for _ in range(n)
-            ]
-        )
+        self.attentions = _transformers(channels, heads, n, config, kw)
         self.motion_modules = (
-            nnx.List(
-                [
-                    MotionModule(
-                        channels,
-                        num_attention_heads=motion_heads,
-                        num_layers=config.motion_transformer_layers,
-                        norm_num_groups=config.motion_norm_num_groups,
-                        max_seq_length=config.motion_max_seq_length,
-                        attention_config=config.attention,
-                        **kw,
-                    )
-                    for _ in range(n)
-                ]
-            )
+            _motion_modules(channels, motion_heads, n, config, kw)
             if config.use_motion_module and config.use_motion_mid_block
             else None
         )
