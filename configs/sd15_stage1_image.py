@@ -1,0 +1,49 @@
+"""Stage 1 at SD-1.5 scale: images (F = 1), U-Net + MIA (+ CLIP if made trainable) trained.
+
+512x512 frames, KL-VAE latents (64x64x4), CLIP ViT-L/14, a mixture of VoxCeleb2 / HDTF /
+CelebV-HQ (TFDS ArrayRecord built by data_pipelines/), FSDP over all devices, bf16 compute,
+per-block remat. Weights start from the "pretrained" checkpoint of
+`python -m mimaface_jax.convert all` (set init.pretrained).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+
+def _load_base():
+    """configs/base.py, loaded by path (config files are loaded by path, not as a package)."""
+    spec = importlib.util.spec_from_file_location("mimaface_configs_base", pathlib.Path(__file__).with_name("base.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+base = _load_base()
+
+
+def get_config():
+    c = base.get_config()
+    c.name = "sd15_stage1_image"
+    c.stage = "image"
+    c.model.unet.use_motion_module = False
+    c.model.unet.remat_policy = "full"
+    c.model.num_frames = 1
+    c.model.ica.k_max = 0
+    c.model.ica.generation_k = 0
+    c.model.mia.motion_layout = "facemesh"
+    c.autoencoder.kind = "vae"
+    c.data.source = "tfds"
+    c.data.tfds_data_dir = "~/tensorflow_datasets"
+    c.data.resolution = 512
+    c.data.global_batch_size = 64
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+    c.mesh.tensor = 1
+    c.precision.compute_dtype = "bfloat16"
+    c.optimizer.learning_rate = 1e-5
+    c.optimizer.warmup_steps = 1000
+    c.train.num_steps = 60_000
+    c.init.pretrained = "checkpoints/pretrained_sd15"
+    return c

@@ -1,0 +1,163 @@
+"""The CPU demo on SynthFaces: 64x64 frames, space-to-depth latents, a tiny U-Net / CLIP / MIA.
+
+Two stages from one file: ``--config configs/tiny.py:image`` (stage 1, F = 1) and
+``--config configs/tiny.py:video`` (stage 2: motion modules + ICA, F = 4, k_max = 2, started
+from a stage-1 checkpoint given by ``--config.init.stage1_checkpoint=WORKDIR``).
+
+``:image_min`` / ``:video_min``: the same stages with the smallest model that still has every
+part (one U-Net level, one CLIP / mapper layer) at 32x32: the training-mechanics tests
+(resume, faults, multi-host), where compile time matters and quality does not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+
+def _load_base():
+    """configs/base.py, loaded by path (config files are loaded by path, not as a package)."""
+    spec = importlib.util.spec_from_file_location("mimaface_configs_base", pathlib.Path(__file__).with_name("base.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+base = _load_base()
+
+
+VARIANTS = ("image", "video", "image_min", "video_min")
+
+
+def get_config(variant: str = "image"):
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/tiny.py: the argument must be one of {VARIANTS}, got {variant!r} "
+                         "(e.g. --config configs/tiny.py:image or configs/tiny.py:video)")
+    stage, minimal = variant.split("_")[0], variant.endswith("_min")
+    c = base.get_config()
+    c.name = f"tiny_{variant}"
+    c.stage = stage
+
+    u = c.model.unet
+    # The first width must exceed the 48 latent channels (space-to-depth 4 of RGB): with 32 the
+    # U-Net cannot pass the noisy input through and the loss floors at ~0.5 (measured).
+    u.block_out_channels = (64, 64)
+    u.down_block_types = ("CrossAttnDownBlock2D", "DownBlock2D")
+    u.up_block_types = ("UpBlock2D", "CrossAttnUpBlock2D")
+    u.layers_per_block = 1
+    u.num_attention_heads = 2
+    u.cross_attention_dim = 64
+    u.norm_num_groups = 8
+    u.motion_num_attention_heads = 2
+    u.motion_norm_num_groups = 8
+    u.motion_max_seq_length = 16
+    u.use_motion_module = stage == "video"
+
+    m = c.model.mia
+    m.num_heads = 2
+    m.motion_layout = "synth-v1"
+    m.motion_hidden = 32
+    m.identity_dim = 60              # SynthFaces identity_code
+    m.identity_hidden = 64
+    m.num_identity_tokens = 2
+    m.mapper_layers = 1
+    m.mapper_mlp_ratio = 2
+
+    cl = c.model.clip
+    cl.image_size = 32
+    cl.patch_size = 8
+    cl.hidden_size = 64
+    cl.num_hidden_layers = 2
+    cl.num_attention_heads = 2
+    cl.intermediate_size = 128
+    cl.num_tokens = 17
+    cl.trainable = True
+
+    if stage == "image":
+        c.model.num_frames = 1
+        c.model.ica.k_max = 0
+        c.model.ica.generation_k = 0
+    else:
+        c.model.num_frames = 4
+        c.model.ica.k_max = 2
+        c.model.ica.generation_k = 2
+
+    # v-prediction with uniform weights: a short run must learn the high-noise end, where the
+    # few-step sampler below starts (min-SNR-5 weights it by SNR ~ 0.005; epsilon-prediction
+    # turns its errors into x0 errors / sqrt(alpha_bar) ~ 15x there). Measured at 400 image
+    # steps: epsilon + min-SNR, 20 leading DDIM steps: pure noise (6.6 dB); v + uniform,
+    # one trailing step: 16.8 dB.
+    c.model.prediction_type = "v_prediction"
+    c.model.min_snr_gamma = 0.0
+
+    c.autoencoder.kind = "space_to_depth"
+    c.autoencoder.space_to_depth_factor = 4
+    c.autoencoder.scaling_factor = 1.0
+
+    c.data.source = "synth"
+    c.data.resolution = 64
+    c.data.global_batch_size = 8 if stage == "image" else 4
+    c.data.num_workers = 0
+
+    c.mesh.fsdp = -1
+    c.precision.compute_dtype = "float32"
+
+    c.optimizer.learning_rate = 2e-3 if stage == "image" else 1e-3
+    c.optimizer.warmup_steps = 20
+    c.optimizer.weight_decay = 0.0
+    c.ema.decay = 0.99
+
+    c.train.num_steps = 1200 if stage == "image" else 150
+    c.train.log_every = 50 if stage == "image" else 25
+    c.train.sample_every = 0           # 0 = only at the end
+    c.checkpoint.every = 400 if stage == "image" else 50
+    c.checkpoint.max_to_keep = 2
+    # A minutes-long run is far from a converged sampler: one DDIM step from t = 999 (trailing
+    # spacing), i.e. the model's x0 estimate, with x0 clipped to the pixel range, no CFG.
+    c.sample.num_steps = 1
+    c.sample.timestep_spacing = "trailing"
+    c.sample.clip_denoised = 1.0
+    c.sample.guidance_scale = 1.0
+    c.sample.source_as_context = stage == "video"
+    c.sample.num_clips = 2
+    c.sample.num_videos = 2
+    if minimal:
+        _minimal(c)
+    return c
+
+
+def _minimal(c) -> None:
+    """The smallest model with every part: fast to compile (the mechanics tests)."""
+    u = c.model.unet
+    u.block_out_channels = (16,)
+    u.down_block_types = ("CrossAttnDownBlock2D",)
+    u.up_block_types = ("CrossAttnUpBlock2D",)
+    u.num_attention_heads = 1
+    u.cross_attention_dim = 16
+    u.norm_num_groups = 4
+    u.motion_num_attention_heads = 1
+    u.motion_norm_num_groups = 4
+    m = c.model.mia
+    m.num_heads = 1
+    m.motion_hidden = 8
+    m.identity_hidden = 8
+    m.num_identity_tokens = 1
+    m.mapper_mlp_ratio = 1
+    cl = c.model.clip
+    cl.image_size = 16
+    cl.hidden_size = 16
+    cl.num_hidden_layers = 1
+    cl.num_attention_heads = 1
+    cl.intermediate_size = 16
+    cl.num_tokens = 5
+    c.data.resolution = 32
+    c.data.global_batch_size = 4
+    c.data.synth_train_identities = 4
+    c.data.synth_validation_identities = 2
+    c.data.synth_videos_per_identity = 1
+    c.data.synth_video_frames = 8
+    c.optimizer.warmup_steps = 2
+    c.train.num_steps = 12
+    c.train.log_every = 1
+    c.checkpoint.every = 4
+    c.sample.num_videos = 0

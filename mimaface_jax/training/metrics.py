@@ -1,0 +1,110 @@
+"""Metric writers and progress reports.
+
+``JsonlConsoleWriter`` (always available): one JSON line per write in
+``<workdir>/metrics.jsonl`` and a console line. When TensorFlow is installed, clu's TensorBoard
+writer is added next to it (``make_writer`` says in the log which writers are used). Only
+process 0 writes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Protocol
+
+
+class MetricWriter(Protocol):
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _json_value(v):
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+class JsonlConsoleWriter:
+    def __init__(self, workdir: str | Path, log=print, filename: str = "metrics.jsonl"):
+        self.path = Path(workdir) / filename
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a")
+        self.log = log
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        record = {"step": int(step), **{k: _json_value(v) for k, v in scalars.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "step")
+        self.log(f"step {step}: {shown}")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class NullWriter:
+    def write_scalars(self, step, scalars):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class MultiWriter:
+    def __init__(self, writers):
+        self.writers = list(writers)
+
+    def write_scalars(self, step, scalars):
+        for w in self.writers:
+            w.write_scalars(step, scalars)
+
+    def flush(self):
+        for w in self.writers:
+            w.flush()
+
+    def close(self):
+        for w in self.writers:
+            w.close()
+
+
+def make_writer(workdir: str | Path, is_main: bool, log=print) -> MetricWriter:
+    """JSONL + console always; clu TensorBoard too when TensorFlow is importable (logged)."""
+    if not is_main:
+        return NullWriter()
+    writers = [JsonlConsoleWriter(workdir, log)]
+    if importlib.util.find_spec("tensorflow") is not None:
+        from clu import metric_writers  # needs TensorFlow
+
+        writers.append(metric_writers.create_default_writer(str(workdir), just_logging=False))
+        log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console + TensorBoard (clu) in {workdir}")
+    else:
+        log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console; TensorFlow is not installed, "
+            "so no TensorBoard writer (pip install tensorflow-cpu tensorboard to add clu's)")
+    return MultiWriter(writers)
+
+
+class Progress:
+    """Steps/s and ETA from wall time between reports (the first, compiling step excluded)."""
+
+    def __init__(self, total_steps: int):
+        self.total = total_steps
+        self._t = None
+        self._step = None
+
+    def update(self, step: int) -> dict[str, float]:
+        now = time.perf_counter()
+        out = {}
+        if self._t is not None and step > self._step:
+            rate = (step - self._step) / max(now - self._t, 1e-9)
+            out = {"steps_per_sec": rate, "eta_min": (self.total - step) / rate / 60.0}
+        self._t, self._step = now, step
+        return out

@@ -1,0 +1,49 @@
+"""data.use_cache: the train step takes cached VAE moments + CLIP tokens (no CLIP tower, no
+encoder in the step): latents are drawn from the moments and scaled, tokens pass through, and
+the AOT step lowers against that batch."""
+
+import jax
+import numpy as np
+
+import runner
+from mimaface_jax.training import mesh_and_model, optimizer, train_step
+
+
+def test_cached_batches_feed_the_step_without_encoders():
+    c = runner.load_config("tiny", "image_min")
+    c.data.source = "tfds"
+    c.data.tfds_data_dir = "/unused"            # the step only; no data is read here
+    c.data.use_cache = True
+    c.model.clip.enabled = False
+    c.model.clip.num_tokens, c.model.clip.hidden_size = 5, 16
+    c.autoencoder.kind = "vae"
+    c.autoencoder.vae_block_out_channels = (8, 8)
+    c.autoencoder.vae_norm_num_groups = 4
+    c.data.resolution = 16
+    c.data.global_batch_size = 8              # one per device (8 in the test process)
+    c.optimizer.warmup_steps = 0              # the first step already has a learning rate
+    mesh, rules = mesh_and_model.build_mesh(c)
+    model = mesh_and_model.abstract_model(c, mesh, rules)
+    assert not any(n.startswith("clip.") for n in model.abstract_params)
+    shapes = train_step.batch_shapes(c)
+    assert sorted(shapes) == ["cond_moments", "identity", "latent_moments", "motion", "source_clip_tokens"]
+    assert shapes["latent_moments"].shape == (8, 1, 8, 8, 8)  # 16 / 2 (two VAE levels), 2 x 4 channels
+
+    # cached moments with a (near) zero variance -> the scaled means; tokens pass through
+    rng = np.random.default_rng(0)
+    batch = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in shapes.items()}
+    for key in ("latent_moments", "cond_moments"):
+        batch[key][..., 4:] = -30.0  # logvar
+    out = train_step.model_batch(c, model, {}, batch, jax.random.key(0))
+    scale = c.autoencoder.scaling_factor
+    np.testing.assert_allclose(np.asarray(out["latents"]), batch["latent_moments"][..., :4] * scale, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["cond_latents"]), batch["cond_moments"][..., :4] * scale, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["source_clip_tokens"]), batch["source_clip_tokens"])
+    assert "source_pixels" not in out
+
+    # the AOT step lowers against the cached batch (no CLIP tower / encoder in it)
+    trainable, frozen = optimizer.split_trainable(model.spec.names, c)
+    tx = optimizer.make_optimizer(c)
+    state_abs = train_step.abstract_state(c, model, trainable, frozen, tx, mesh)
+    lowered = train_step.compile_train_step(c, model, tx, state_abs, mesh, rules)
+    assert "source_clip_tokens" in str(lowered.args_info)
