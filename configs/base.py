@@ -164,6 +164,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.debug = ml_collections.ConfigDict(dict(
         nan_at_step=-1,                    # >= 0: the loss becomes NaN at that step (fault test)
         sleep_per_step=0.0,                # seconds; slows the loop (signal / kill tests)
+        pause_after_step=-1,               # >= 1: after that step (and its checkpoint) wait for a
+                                           # stop signal (kill / SIGTERM tests: a known step)
     ))
     c.lock()
     return c

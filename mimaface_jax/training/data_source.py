@@ -99,6 +99,8 @@ class GrainBatches(TrainBatches):
             worker_count=int(d.num_workers), shard_index=process_index, shard_count=process_count,
             use_cache=self.use_cache)
         dataset, self.sampler = pipeline.build_dataset(pconfig)
+        self.paths = [s.path for s in sources]
+        _check_motion_layout(self.sampler.layout, config, self.paths)
         self.stored_motion = not self.sampler.facemesh
         if not self.stored_motion and not self.sampler.with_identity and config.model.mia.identity_modulation:
             raise DataConfigError(
@@ -109,7 +111,6 @@ class GrainBatches(TrainBatches):
         self.identity_dim = int(config.model.mia.identity_dim)
         self._iterator = iter(dataset)
         self._identities: dict[tuple[int, int], np.ndarray] = {}
-        self.paths = [s.path for s in sources]
         self.report = {"skipped": 0, "skipped_files": {}, "sources": self.paths}
 
     def _identity_code(self, dataset_index: int, record_index: int) -> np.ndarray:
@@ -149,6 +150,21 @@ class GrainBatches(TrainBatches):
             raise ValueError(f"data iterator state {str(state)[:200]} was not saved by the grain source "
                              "(data.source changed between runs?)")
         self._iterator.set_state(state["grain"])
+
+
+def _check_motion_layout(data_layout, config, paths) -> None:
+    """The datasets' motion layout (from their metadata) must be the one the model reads."""
+    from mimaface_jax.training.model_config import motion_layout
+
+    want = motion_layout(config)
+    if data_layout != want:
+        raise DataConfigError(
+            f"datasets {paths} carry motion vectors of layout {data_layout.version!r} "
+            f"({data_layout.size} numbers: {', '.join(data_layout.names)}), but the model is configured "
+            f"for {want.version!r} ({want.size} numbers) by model.mia.motion_layout="
+            f"{config.model.mia.motion_layout!r} / model.mia.num_expression={config.model.mia.num_expression}; "
+            "set those to match the data (SynthFaces: 'synth-v1'; FaceMesh datasets: 'facemesh' with the "
+            "expression basis size they were built with)")
 
 
 class SynthBatches(TrainBatches):

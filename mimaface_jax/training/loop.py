@@ -125,6 +125,16 @@ def run(config, workdir: str) -> int:
         if step % config.checkpoint.every == 0 or step == config.train.num_steps or stopping:
             checkpointing.save(manager, step, state, data.get_state(), config_json, force=True)
             last_saved = step
+        if step == config.debug.pause_after_step and not stopping:
+            manager.wait_until_finished()
+            log(f"debug.pause_after_step: paused after step {step} (checkpoints finished: "
+                f"{manager.all_steps()}); waiting for a stop signal")
+            while not stop.requested():
+                time.sleep(0.05)
+            stopping = True
+            if last_saved != step:
+                checkpointing.save(manager, step, state, data.get_state(), config_json, force=True)
+                last_saved = step
         if stopping:
             manager.wait_until_finished()
             log(f"stopped by signal at step {step}; checkpoint {step} saved")

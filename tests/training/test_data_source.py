@@ -50,3 +50,15 @@ def test_unknown_dataset_name_says_where_it_looked(synth_tfds):
         assert "data.mixture has 'voxceleb2'" in str(err) and str(synth_tfds) in str(err)
     else:
         raise AssertionError("no error for a dataset that is not there")
+
+
+def test_motion_layout_of_the_data_must_match_the_model(synth_tfds):
+    c = tfds_config("image_min", synth_tfds)
+    c.model.mia.motion_layout = "facemesh"
+    try:
+        data_source.make_train_iterator(c, log=lambda _: None)
+    except data_source.DataConfigError as err:
+        text = str(err)
+        assert "layout 'synth-v1'" in text and "model.mia.motion_layout='facemesh'" in text, text
+    else:
+        raise AssertionError("no error for a dataset whose motion layout the model does not read")
