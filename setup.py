@@ -25,8 +25,8 @@ setup(
     extras_require={
         # PyTorch references used by parity tests and `convert ... --verify`.
         "parity": ["torch==2.13.0", "diffusers==0.39.0"],
-        "test": ["torch==2.13.0", "diffusers==0.39.0", "apache-beam==2.77.0", "pytest",
-                 "pytest-xdist"],
+        "test": ["torch==2.13.0", "diffusers==0.39.0", "apache-beam==2.77.0", "pytest==9.2.0",
+                 "pytest-xdist==3.8.0"],
         # Apache Beam runners for large dataset builds (`tfds build --beam_pipeline_options=...`).
         "beam": ["apache-beam==2.77.0"],
         # TensorFlow for clu's TensorBoard writers and tfds Image/Video features.

@@ -140,13 +140,16 @@ def get_config() -> ml_collections.ConfigDict:
         # (image: everything but a frozen CLIP; video: motion modules + unet.conv_in)
         trainable="",
     ))
-    c.ema = ml_collections.ConfigDict(dict(enabled=True, decay=0.9999))
+    # warmup: decay of update n is min(decay, (1 + n) / (10 + n)) (training/ema.py)
+    c.ema = ml_collections.ConfigDict(dict(enabled=True, decay=0.9999, warmup=True))
 
     c.train = ml_collections.ConfigDict(dict(
         num_steps=100_000,
         log_every=50,
-        sample_every=5_000,
-        eval_batch_size=2,
+        sample_every=5_000,                # 0 = sample only at the end
+        profile_start_step=0,              # > 0: jax.profiler trace of steps [start, start + num)
+        profile_num_steps=5,
+        tensorboard=True,                  # clu's TensorBoard writer too, when TensorFlow is installed
     ))
     c.checkpoint = ml_collections.ConfigDict(dict(
         every=1_000, max_to_keep=3, keep_period=0, async_save=True))

@@ -154,6 +154,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         p.append(f"train.num_steps={c.train.num_steps} must be >= 1")
     if c.train.log_every < 1:
         p.append(f"train.log_every={c.train.log_every} must be >= 1")
+    if c.train.sample_every < 0:
+        p.append(f"train.sample_every={c.train.sample_every} must be >= 0 (0: only at the end)")
+    if c.train.profile_start_step < 0 or c.train.profile_num_steps < 1:
+        p.append(f"train.profile_start_step={c.train.profile_start_step} must be >= 0 (0: off) and "
+                 f"train.profile_num_steps={c.train.profile_num_steps} >= 1")
     if c.checkpoint.every < 1 or c.checkpoint.max_to_keep < 1:
         p.append(f"checkpoint.every={c.checkpoint.every} and checkpoint.max_to_keep="
                  f"{c.checkpoint.max_to_keep} must be >= 1")

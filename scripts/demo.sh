@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The CPU demo end to end on SynthFaces (configs/tiny.py):
-#   1. build SynthFaces with its TFDS builder (ArrayRecord, 64x64; 24 + 4 people, 2 videos each),
+#   1. build SynthFaces with its TFDS builder (ArrayRecord, 64x64; 480 + 8 people, one 12-frame video each),
 #   2. stage 1 (images) through the grain pipeline -> sample + metrics,
 #   3. stage 2 (video, ICA) from the stage-1 checkpoint -> sample videos + metrics JSON
 #      (held-out cross-identity reenactment: PSNR in the motion mask vs copying the source).
-# usage: bash scripts/demo.sh [WORKDIR] [STEPS_IMAGE] [STEPS_VIDEO]   (defaults: workdirs/demo 1200 150)
+# usage: bash scripts/demo.sh [WORKDIR] [STEPS_IMAGE] [STEPS_VIDEO]   (defaults: workdirs/demo 500 160)
 # Installs the runtime set into ./.venv first (scripts/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +12,8 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   sed -n 2,8p "$0"; exit 0
 fi
 work="${1:-workdirs/demo}"
-steps_image="${2:-1200}"
-steps_video="${3:-150}"
+steps_image="${2:-500}"
+steps_video="${3:-160}"
 for n in "$steps_image" "$steps_video"; do
   case "$n" in ''|*[!0-9]*|0) echo "demo.sh: step counts must be positive integers, got '$n'" >&2; exit 2 ;; esac
 done
@@ -29,8 +29,8 @@ start=$(date +%s)
 echo "== SynthFaces -> TFDS ArrayRecord in $tfds_dir"
 if [ ! -f "$tfds_dir/synth_faces/demo64/1.0.0/dataset_info.json" ]; then
   "$py" -m data_pipelines.build synth_faces/res64 --data_dir "$tfds_dir" --config_name demo64 \
-    --set train_identities=24 --set validation_identities=4 --set test_identities=0 \
-    --set videos_per_identity=2 --set num_frames=24 2>&1 | grep -v "examples/s\|splits/s" || true
+    --set train_identities=480 --set validation_identities=8 --set test_identities=0 \
+    --set videos_per_identity=1 --set num_frames=12 2>&1 | grep -v "examples/s\|splits/s" || true
 fi
 [ -f "$tfds_dir/synth_faces/demo64/1.0.0/dataset_info.json" ] || { echo "demo.sh: the SynthFaces build failed" >&2; exit 1; }
 echo "== stage 1 (images): $steps_image steps -> $work/stage1   ($(( $(date +%s) - start ))s so far)"

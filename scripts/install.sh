@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Creates ./.venv (Python 3.11) and installs mimaface_jax into it.
 #   bash scripts/install.sh          runtime set
-#   bash scripts/install.sh test     runtime + parity references (torch, diffusers) + pytest
+#   bash scripts/install.sh tf       runtime + TensorFlow (TensorBoard event files from clu's writer)
+#   bash scripts/install.sh test     runtime + TensorFlow + parity references (torch, diffusers) + pytest
 # mediapipe is installed in a second step with --no-deps (see requirements/mediapipe.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-runtime}"
 case "$extra" in
-  runtime|test) ;;
-  *) echo "usage: bash scripts/install.sh [runtime|test]" >&2; exit 2 ;;
+  runtime|tf|test) ;;
+  *) echo "usage: bash scripts/install.sh [runtime|tf|test]" >&2; exit 2 ;;
 esac
 py="${PYTHON:-python3.11}"
 if ! command -v "$py" >/dev/null; then

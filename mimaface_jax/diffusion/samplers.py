@@ -1,6 +1,6 @@
 """DDIM and Euler samplers; each whole sampling loop is one jitted function (``lax.scan``).
 
-Both take ``denoise_fn(x, t) -> model output`` (epsilon or v, per ``config.prediction_type``)
+Both take ``denoise_fn(x, t) -> model output`` (epsilon, v or x0, per ``config.prediction_type``)
 with x: (B, ...) and t: (B,) (int32 for DDIM, float32 for Euler), and ``noise`` of unit
 variance, shape (B, ...). Conditioning (context, motion, CFG) is closed over by denoise_fn;
 see ``guidance.guided_denoise_fn``. ``denoise_fn`` and the schedule settings are static jit
@@ -128,14 +128,17 @@ def ddim_sample(denoise_fn: DenoiseFn, noise: jax.Array, config: ScheduleConfig,
     c = ddim_coefficients(config, num_steps, eta=eta, timestep_spacing=timestep_spacing,
                           steps_offset=steps_offset, set_alpha_to_one=set_alpha_to_one)
     batch = noise.shape[0]
-    v_pred = config.prediction_type == "v_prediction"
+    kind = config.prediction_type
 
     def body(x, step):  # x: (B, ...)
         i, t, sa, sb, sa_prev, direction, std = step
         out = denoise_fn(x, jnp.full((batch,), t, jnp.int32))
-        if v_pred:
+        if kind == "v_prediction":
             x0 = sa * x - sb * out
             eps = sa * out + sb * x
+        elif kind == "sample":
+            x0 = out
+            eps = (x - sa * out) / sb
         else:
             x0 = (x - sb * out) / sa
             eps = out
@@ -211,13 +214,15 @@ def euler_sample(denoise_fn: DenoiseFn, noise: jax.Array, config: ScheduleConfig
     sigma, sigma_next = sigmas[:-1], sigmas[1:]
     input_scale = np.sqrt(sigma * sigma + one)  # divide the sample by this
     batch = noise.shape[0]
-    v_pred = config.prediction_type == "v_prediction"
+    kind = config.prediction_type
 
     def body(x, step):  # x: (B, ...)
         t, s, scale, dt = step
         out = denoise_fn(x / scale, jnp.full((batch,), t, jnp.float32))
-        if v_pred:
+        if kind == "v_prediction":
             x0 = out * (-s / scale) + x / (s * s + one)
+        elif kind == "sample":
+            x0 = out
         else:
             x0 = x - s * out
         derivative = (x - x0) / s

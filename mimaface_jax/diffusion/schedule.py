@@ -6,6 +6,9 @@ Conventions (the same as diffusers' ``DDPMScheduler``):
 - "epsilon" prediction: the model predicts ``noise``.
 - "v_prediction" (Salimans & Ho 2022): the model predicts
   ``v = sqrt(a_t) * noise - sqrt(1 - a_t) * x_0``.
+- "sample": the model predicts ``x_0`` itself (diffusers' name). A one-step sampler's output
+  is then the model's output: no part of the initial noise leaks through, as it does with
+  epsilon / v at the last training step, whose SNR is not zero.
 - ``SNR(t) = a_t / (1 - a_t)``.
 
 Numerics: the tables are built on the host in numpy so that they round exactly like diffusers'
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 BETA_SCHEDULES = ("scaled_linear", "linear")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +158,11 @@ def get_velocity(schedule: NoiseSchedule, x0: jax.Array, noise: jax.Array, t: ja
 
 
 def training_target(schedule: NoiseSchedule, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
-    """What the model should predict for its ``prediction_type``: noise or v."""
+    """What the model should predict for its ``prediction_type``: noise, v or x0."""
     if schedule.prediction_type == "epsilon":
         return noise
+    if schedule.prediction_type == "sample":
+        return x0
     return get_velocity(schedule, x0, noise, t)
 
 
@@ -175,6 +180,7 @@ def min_snr_weights(schedule: NoiseSchedule, t: jax.Array, gamma: float = 5.0) -
     ||x0 - x0_hat||^2 = ||v - v_hat||^2 / (SNR + 1):
     - epsilon prediction: min(SNR, gamma) / SNR
     - v prediction:       min(SNR, gamma) / (SNR + 1)
+    - x0 ("sample"):      min(SNR, gamma)
     (the same convention as diffusers' ``train_text_to_image.py --snr_gamma``).
     """
     if gamma <= 0:
@@ -183,4 +189,6 @@ def min_snr_weights(schedule: NoiseSchedule, t: jax.Array, gamma: float = 5.0) -
     clipped = jnp.minimum(s, gamma)
     if schedule.prediction_type == "epsilon":
         return clipped / s
+    if schedule.prediction_type == "sample":
+        return clipped
     return clipped / (s + 1.0)

@@ -17,7 +17,7 @@ from mimaface_jax import config_validation
 from mimaface_jax.parallel import shard_batch
 from mimaface_jax.training import (checkpointing, data_source, mesh_and_model, multihost, optimizer, signals,
                                    train_step)
-from mimaface_jax.training.metrics import Progress, make_writer
+from mimaface_jax.training.metrics import ProfileTrace, Progress, make_writer
 
 EXIT_NON_FINITE = 3
 
@@ -57,6 +57,14 @@ def initial_params(config, model, mesh, rules) -> tuple[dict, dict]:
     return params, ae
 
 
+def write_samples(config, model, state, ae_params, workdir, mesh, rules) -> None:
+    """Held-out sample videos + their metrics JSON (``training/samples.py``)."""
+    if config.sample.num_videos > 0:
+        from mimaface_jax.training import samples
+
+        samples.write_samples(config, model, state, ae_params, workdir, mesh, rules, log)
+
+
 def run(config, workdir: str) -> int:
     workdir = Path(workdir).absolute()
     config_validation.validate(config, jax.device_count(), jax.process_count())
@@ -64,7 +72,7 @@ def run(config, workdir: str) -> int:
     config_json = config_validation.to_json_dict(config)
     if multihost.is_main():
         (workdir / "config.json").write_text(json.dumps(config_json, indent=1))
-    writer = make_writer(workdir, multihost.is_main(), log)
+    writer = make_writer(workdir, multihost.is_main(), log, tensorboard=config.train.tensorboard)
     stop = signals.StopRequest(log).install()
 
     mesh, rules = mesh_and_model.build_mesh(config)
@@ -96,6 +104,8 @@ def run(config, workdir: str) -> int:
 
     step = int(jax.device_get(state["step"]))
     progress = Progress(config.train.num_steps)
+    profile = ProfileTrace(workdir, config.train.profile_start_step, config.train.profile_num_steps,
+                           multihost.is_main(), log)
     last_saved = latest
     if data.report["skipped"]:
         writer.write_scalars(step, {"data_skipped_records": data.report["skipped"]})
@@ -104,7 +114,9 @@ def run(config, workdir: str) -> int:
         if step == config.debug.nan_at_step:
             local = poison(local)
         batch = shard_batch(local, mesh, rules)
+        profile.before(step)
         state, metrics = compiled(state, ae_params, batch)
+        profile.after(step + 1, state)
         m = train_step.host_scalars(metrics)
         if not m["finite"]:
             log(f"NON-FINITE at step {step + 1}: loss={m['loss']}, grad_norm={m['grad_norm']}; the update was "
@@ -139,11 +151,12 @@ def run(config, workdir: str) -> int:
             manager.wait_until_finished()
             log(f"stopped by signal at step {step}; checkpoint {step} saved")
             break
+        every = config.train.sample_every
+        if every and step % every == 0 and step < config.train.num_steps:
+            write_samples(config, model, state, ae_params, workdir, mesh, rules)
     manager.wait_until_finished()
-    if step >= config.train.num_steps and config.sample.num_videos > 0:
-        from mimaface_jax.training import samples
-
-        samples.write_samples(config, model, state, ae_params, workdir, mesh, rules, log)
+    if step >= config.train.num_steps:
+        write_samples(config, model, state, ae_params, workdir, mesh, rules)
     writer.close()
     manager.close()
     log(f"done at step {step} (last checkpoint {last_saved})")

@@ -1,4 +1,4 @@
-"""Metric writers and progress reports.
+"""Metric writers and periodic actions (progress with steps/s and ETA, a profiler trace).
 
 ``JsonlConsoleWriter`` (always available): one JSON line per write in
 ``<workdir>/metrics.jsonl`` and a console line. When TensorFlow is installed, clu's TensorBoard
@@ -76,19 +76,21 @@ class MultiWriter:
             w.close()
 
 
-def make_writer(workdir: str | Path, is_main: bool, log=print) -> MetricWriter:
-    """JSONL + console always; clu TensorBoard too when TensorFlow is importable (logged)."""
+def make_writer(workdir: str | Path, is_main: bool, log=print, tensorboard: bool = True) -> MetricWriter:
+    """JSONL + console always; clu TensorBoard too when asked and TensorFlow is importable (logged)."""
     if not is_main:
         return NullWriter()
     writers = [JsonlConsoleWriter(workdir, log)]
-    if importlib.util.find_spec("tensorflow") is not None:
+    if not tensorboard:
+        log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console (train.tensorboard=False)")
+    elif importlib.util.find_spec("tensorflow") is not None:
         from clu import metric_writers  # needs TensorFlow
 
         writers.append(metric_writers.create_default_writer(str(workdir), just_logging=False))
         log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console + TensorBoard (clu) in {workdir}")
     else:
         log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console; TensorFlow is not installed, "
-            "so no TensorBoard writer (pip install tensorflow-cpu tensorboard to add clu's)")
+            "so no TensorBoard writer (bash scripts/install.sh tf adds clu's)")
     return MultiWriter(writers)
 
 
@@ -108,3 +110,33 @@ class Progress:
             out = {"steps_per_sec": rate, "eta_min": (self.total - step) / rate / 60.0}
         self._t, self._step = now, step
         return out
+
+
+class ProfileTrace:
+    """A ``jax.profiler`` trace of steps ``first .. first + num - 1`` (1-based) into
+    ``<workdir>/profile`` (TensorBoard's profile plugin / XProf read it). ``first = 0``: off.
+    Process 0 only. ``before(step)`` / ``after(step, state)`` bracket each step, where ``step``
+    counts the steps done."""
+
+    def __init__(self, workdir: str | Path, first: int, num: int, enabled: bool, log=print):
+        self.dir = Path(workdir) / "profile"
+        self.first, self.last = first, first + num - 1
+        self.enabled = enabled and first > 0
+        self.log = log
+        self.active = False
+
+    def before(self, step: int) -> None:
+        if self.enabled and step + 1 == self.first:
+            import jax
+
+            jax.profiler.start_trace(str(self.dir))
+            self.active = True
+
+    def after(self, step: int, state) -> None:
+        if self.active and step >= self.last:
+            import jax
+
+            jax.block_until_ready(state)
+            jax.profiler.stop_trace()
+            self.active = False
+            self.log(f"profile: steps {self.first}-{self.last} traced into {self.dir}")

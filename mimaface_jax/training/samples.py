@@ -25,6 +25,7 @@ import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mimaface_jax.data import synth_render
 from mimaface_jax.data.synth_faces import SynthFaces, SynthFacesConfig, cross_reenactment, motion_mask
@@ -33,6 +34,7 @@ from mimaface_jax.diffusion.schedule import NoiseSchedule
 from mimaface_jax.models import mimaface
 from mimaface_jax.parallel import use_rules
 from mimaface_jax.training import synth_source
+from mimaface_jax.training.model_config import latent_downsample
 from mimaface_jax.training.train_step import clip_input, encode_frames
 
 
@@ -55,29 +57,39 @@ def clip_denoised(denoise, schedule_config, limit: float):
     x0 and the matching epsilon). For pixel-like latents (space-to-depth), where it keeps an
     early, poorly-denoised step from pushing the trajectory off the data range."""
     schedule = NoiseSchedule.create(schedule_config)
-    v_pred = schedule_config.prediction_type == "v_prediction"
+    kind = schedule_config.prediction_type
 
     def clipped(x, t):  # x (B, S, h, w, C), t (B,)
         out = denoise(x, t)
+        if kind == "sample":
+            return jnp.clip(out, -limit, limit)
         shape = (-1,) + (1,) * (x.ndim - 1)
         sa = schedule.sqrt_alphas_cumprod[t].reshape(shape)
         sb = schedule.sqrt_one_minus_alphas_cumprod[t].reshape(shape)
-        x0 = sa * x - sb * out if v_pred else (x - sb * out) / sa
+        x0 = sa * x - sb * out if kind == "v_prediction" else (x - sb * out) / sa
         x0 = jnp.clip(x0, -limit, limit)
         eps = (x - sa * x0) / sb
-        return sa * eps - sb * x0 if v_pred else eps
+        return sa * eps - sb * x0 if kind == "v_prediction" else eps
 
     return clipped
 
 
-def make_clip_generator(config, model):
-    """jitted ``(params, ae_params, inputs, noise) -> (latents, pixels)`` for k context frames."""
+def make_clip_generator(config, model, mesh):
+    """jitted ``(params, ae_params, inputs, key, k) -> (latents, pixels)`` for k context frames.
+
+    SPMD over ``mesh``: every process runs it with the same host inputs (numpy) and its shards
+    of the parameters; the noise is drawn inside from ``key`` and the outputs are replicated, so
+    any process can read them (process 0 writes them)."""
     mc = model.config
     scale = float(config.sample.guidance_scale)
     limit = float(config.sample.clip_denoised)
+    lat_hw = config.data.resolution // latent_downsample(config)
+    replicated = NamedSharding(mesh, PartitionSpec())
 
-    @functools.partial(jax.jit, static_argnames=("k",))
-    def generate(params, ae_params, inputs, noise, k: int):
+    @functools.partial(jax.jit, static_argnames=("k",), out_shardings=replicated)
+    def generate(params, ae_params, inputs, key, k: int):
+        b, f = inputs["motion"].shape[:2]
+        noise = jax.random.normal(key, (b, k + f, lat_hw, lat_hw, mc.latent_channels), jnp.float32)
         net = model.spec.merge(params)
         ae = model.ae_spec.merge(ae_params)
         batch = {"cond_latents": encode_frames(ae, inputs["condition"], None),
@@ -115,10 +127,6 @@ def generate_video(config, model, generate, params, ae_params, source, identity,
     mc = model.config
     f, t = mc.num_frames, motion.shape[0]
     k_gen = mc.ica.generation_k if mc.ica.k_max > 0 else 0
-    lat_hw = config.data.resolution // (config.autoencoder.space_to_depth_factor
-                                        if config.autoencoder.kind == "space_to_depth"
-                                        else 2 ** (len(config.autoencoder.vae_block_out_channels) - 1))
-    channels = mc.latent_channels
     frames, latents = [], []
     anchor = bool(config.sample.source_as_context) and k_gen > 0
     if anchor and (source_motion is None or source_condition is None):
@@ -134,10 +142,10 @@ def generate_video(config, model, generate, params, ae_params, source, identity,
         elif k:
             inputs.update(context_condition=condition[None, start - k:start],
                           context_motion=motion[None, start - k:start],
-                          context_latents=jnp.concatenate(latents, axis=1)[:, -k:])
-        noise = jax.random.normal(jax.random.fold_in(rng, start), (1, k + f, lat_hw, lat_hw, channels), jnp.float32)
-        x, pixels = generate(params, ae_params, inputs, noise, k=k)
-        latents.append(x)
+                          context_latents=np.concatenate(latents, axis=1)[:, -k:])
+        key = np.asarray(jax.random.fold_in(rng, start))  # host value: the same on every process
+        x, pixels = generate(params, ae_params, inputs, key, k=k)
+        latents.append(np.asarray(x))
         frames.append(_to_uint8(pixels[0]))
     return np.concatenate(frames, axis=0)
 
@@ -191,10 +199,7 @@ def validation_videos(config, workdir: Path) -> tuple[list[dict], SynthFacesConf
 
 def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, log=print) -> dict | None:
     """Generates the held-out cross-reenactment samples and scores them (process 0 writes)."""
-    if jax.process_count() > 1:
-        log("samples: multi-process sampling is not implemented; skipped (run evaluate on one host)")
-        return None
-    step = int(jax.device_get(state["step"]))
+    step = int(np.asarray(state["step"]))
     use_ema = config.ema.enabled and config.sample.use_ema
     params = {**state["frozen"], **(state["ema"] if use_ema else state["trainable"])}
     videos, sf_config, data_dir = validation_videos(config, workdir)
@@ -202,9 +207,11 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
     mc = model.config
     t = min(v["motion"].shape[0] for v in videos)
     t = min(t, config.sample.num_clips * mc.num_frames) if mc.num_frames > 1 else min(t, 8)
-    generate = make_clip_generator(config, model)
+    generate = make_clip_generator(config, model, mesh)
+    write = jax.process_index() == 0  # every process generates (SPMD), process 0 writes
     out = workdir / "samples" / f"step_{step}"
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     rows = []
     with use_rules(mesh, rules):
         for i in range(min(config.sample.num_videos, len(videos))):
@@ -236,10 +243,11 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
                          "psnr_motion_mask": masked_psnr(generated, truth[:n], mask),
                          "psnr_motion_mask_copy_source": masked_psnr(copy, truth[:n], mask),
                          "mask_fraction": float(mask.mean())})
-            panel = np.concatenate([copy, b["frames"][:n], condition[:n], generated, truth[:n]], axis=2)
-            imageio.mimwrite(out / f"video_{i}.mp4", list(np.repeat(np.repeat(panel, 2, 1), 2, 2)),
-                             fps=config.sample.fps, macro_block_size=1)
-            imageio.imwrite(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
+            if write:
+                panel = np.concatenate([copy, b["frames"][:n], condition[:n], generated, truth[:n]], axis=2)
+                imageio.mimwrite(out / f"video_{i}.mp4", list(np.repeat(np.repeat(panel, 2, 1), 2, 2)),
+                                 fps=config.sample.fps, macro_block_size=1)
+                imageio.imwrite(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
     summary = {
         "step": step, "stage": config.stage, "pairs": rows,
         "mean_psnr_motion_mask": float(np.nanmean([r["psnr_motion_mask"] for r in rows])),
@@ -250,6 +258,8 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
                     "ica_generation_k": mc.ica.generation_k if mc.ica.k_max else 0,
                     "source_as_context": bool(config.sample.source_as_context)},
     }
+    if not write:
+        return summary
     text = json.dumps(summary, indent=1)
     (workdir / "samples" / f"metrics_step_{step}.json").write_text(text)
     (workdir / "eval_metrics.json").write_text(text)

@@ -29,7 +29,7 @@ from mimaface_jax.models import mimaface
 from mimaface_jax.models.clip_preprocess import CLIP_MEAN, CLIP_STD
 from mimaface_jax.models.vae import sample_latent
 from mimaface_jax.parallel import batch_sharding, use_rules
-from mimaface_jax.training.ema import ema_update
+from mimaface_jax.training.ema import ema_decay, ema_update
 from mimaface_jax.training.mesh_and_model import Model
 from mimaface_jax.training.model_config import latent_channels, latent_downsample, motion_layout
 
@@ -116,6 +116,7 @@ def make_train_step(config, model: Model, tx: optax.GradientTransformation):
     """``step(state, ae_params, batch) -> (state, metrics)`` (pure; see module docstring)."""
     use_ema = bool(config.ema.enabled)
     decay = float(config.ema.decay)
+    warmup = bool(config.ema.warmup)
 
     def step(state: dict, ae_params: dict, batch: dict):
         rng = jax.random.fold_in(state["rng"], state["step"])
@@ -131,7 +132,8 @@ def make_train_step(config, model: Model, tx: optax.GradientTransformation):
         updates, opt_state = tx.update(grads, state["opt_state"], state["trainable"])
         trainable = optax.apply_updates(state["trainable"], updates)
         new = dict(state, step=state["step"] + 1, trainable=trainable, opt_state=opt_state,
-                   ema=ema_update(state["ema"], trainable, decay) if use_ema else state["ema"])
+                   ema=ema_update(state["ema"], trainable, ema_decay(decay, state["step"], warmup))
+                   if use_ema else state["ema"])
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm, finite=finite)

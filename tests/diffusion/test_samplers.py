@@ -59,6 +59,7 @@ DDIM_CASES = [
     ("epsilon", "leading", 1),
     ("v_prediction", "trailing", 0),
     ("epsilon", "linspace", 0),
+    ("sample", "trailing", 0),
 ]
 
 
@@ -108,6 +109,7 @@ EULER_CASES = [
     ("epsilon", "linspace", 0, True),
     ("v_prediction", "leading", 1, False),
     ("v_prediction", "trailing", 0, True),
+    ("sample", "linspace", 0, False),
 ]
 
 

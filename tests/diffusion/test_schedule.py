@@ -82,10 +82,13 @@ def test_per_sample_coefficients_broadcast_to_video_batches_under_jit():
                                    atol=1e-6, rtol=0)
 
 
-def test_epsilon_target_is_the_noise():
-    sched = NoiseSchedule.create(ScheduleConfig(prediction_type="epsilon"))
+def test_epsilon_target_is_the_noise_and_sample_target_is_x0():
     x0, noise = _inputs((3, 2, 2, 1))
-    assert np.array_equal(np.asarray(training_target(sched, x0, noise, np.array([1, 2, 3]))), noise)
+    t = np.array([1, 2, 3])
+    eps = NoiseSchedule.create(ScheduleConfig(prediction_type="epsilon"))
+    assert np.array_equal(np.asarray(training_target(eps, x0, noise, t)), noise)
+    sample = NoiseSchedule.create(ScheduleConfig(prediction_type="sample"))
+    assert np.array_equal(np.asarray(training_target(sample, x0, noise, t)), x0)
 
 
 def test_snr_matches_diffusers_alphas_cumprod():
@@ -99,14 +102,15 @@ def test_snr_matches_diffusers_alphas_cumprod():
     assert small.sum() > 100 and np.abs(ours - ref)[small].max() <= 1e-6
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 @pytest.mark.parametrize("gamma", [5.0, 1.0])
 def test_min_snr_weights_match_numpy(prediction_type, gamma):
     sched = NoiseSchedule.create(ScheduleConfig(prediction_type=prediction_type))
     a = _ddpm().alphas_cumprod.numpy().astype(np.float64)
     t = np.arange(T)
     s = a / (1 - a)
-    denom = s if prediction_type == "epsilon" else s + 1
+    # the paper's x0-space weight min(SNR, gamma), divided by the target's scale vs x0
+    denom = {"epsilon": s, "v_prediction": s + 1, "sample": np.ones_like(s)}[prediction_type]
     ref = np.minimum(s, gamma) / denom
     ours = np.asarray(min_snr_weights(sched, t, gamma), np.float64)
     assert np.abs(ours - ref).max() <= 1e-6
@@ -116,7 +120,7 @@ def test_min_snr_weights_match_numpy(prediction_type, gamma):
 
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="prediction_type"):
-        ScheduleConfig(prediction_type="sample")
+        ScheduleConfig(prediction_type="flow")
     with pytest.raises(ValueError, match="beta_schedule"):
         ScheduleConfig(beta_schedule="cosine")
     sched = NoiseSchedule.create()

@@ -34,9 +34,11 @@ def load_config(name, *args):
     return module.get_config(*args)
 
 
-def command(workdir, *overrides, variant="image_min", extra_flags=()):
+def command(workdir, *overrides, variant="image_min", extra_flags=(), tensorboard=False):
+    """The trainer's command line. TensorBoard is off unless asked for: importing TensorFlow
+    (clu's writer) costs each run ~10 s, and only ``test_periodic_actions`` looks at it."""
     return [sys.executable, "-m", "mimaface_jax.train", f"--config={TINY}:{variant}", f"--workdir={workdir}",
-            *overrides, *extra_flags]
+            f"--config.train.tensorboard={tensorboard}", *overrides, *extra_flags]
 
 
 def env(cache_dir, devices=1):
