@@ -7,7 +7,9 @@ from pathlib import Path
 # Shared test helpers (tiny_checkpoints.py ...) import by module name under --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).parent))
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from xla_flags import flags  # noqa: E402
+
+os.environ.setdefault("XLA_FLAGS", flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402

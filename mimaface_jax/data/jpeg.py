@@ -19,9 +19,13 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     return buf.tobytes()
 
 
+class CorruptFrameError(ValueError):
+    """A stored frame does not decode (the pipeline skips such records and counts them)."""
+
+
 def decode_jpeg(data: bytes, where: str = "record") -> np.ndarray:
     """JPEG bytes -> (H, W, 3) uint8 RGB; ``where`` names the record in errors."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"{where}: frame is not a decodable JPEG ({len(data)} bytes)")
+        raise CorruptFrameError(f"{where}: frame is not a decodable JPEG ({len(data)} bytes)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -37,6 +37,13 @@ the k_max context frames first, then the F current frames, as ``models/ica.py`` 
   landmarks     (B, S, 478, 3) float32   crop-pixel landmarks (FaceMesh sources only)
   dataset_index (B,) int32, record_index (B,) int64, frame_index (B, S) int32,
   source_index (B,) int32, flipped (B,) bool   bookkeeping (which record / frames / flip)
+  skipped_records (B,) int32, skipped_first (B,) int64   corrupt records passed over for the
+                                         sample and the index of the first (-1: none); see below
+
+Corrupt records (an entry that does not parse, a frame that is not a JPEG) are skipped, never
+fatal: the sample is drawn from the next record of the same shard instead (up to
+``MAX_SUBSTITUTES`` in a row), deterministically, and the batch counts it, so that the trainer
+can log every skipped record even when the sampler runs in worker processes.
 
 Encoder cache (``use_cache=True``; made by ``python -m data_pipelines.cache_pass``, schema in
 ``encoder_cache.py``): every source must have a cache (``DatasetSource.cache``, default
@@ -66,8 +73,15 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from google.protobuf.message import DecodeError
+
 from mimaface_jax.data import augment, encoder_cache, records
-from mimaface_jax.data.jpeg import decode_jpeg
+from mimaface_jax.data.jpeg import CorruptFrameError, decode_jpeg
+
+MAX_SUBSTITUTES = 8
+# What a corrupt ArrayRecord entry raises: the tf.train.Example does not parse, or a stored
+# frame does not decode.
+CORRUPT_RECORD_ERRORS = (DecodeError, CorruptFrameError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +215,11 @@ def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineCo
 class ClipSampler:
     """Record -> training sample (see the module docstring). Picklable (workers)."""
 
-    def __init__(self, opened: Sequence[OpenedSource], config: PipelineConfig):
+    def __init__(self, opened: Sequence[OpenedSource], config: PipelineConfig, shard_count: int = 1):
         self.sources = [o.data for o in opened]
+        # records of the shards (drop_remainder): substitutes stay in the sample's own shard
+        self.shard_count = shard_count
+        self.num_records = [len(o.data) // shard_count * shard_count for o in opened]
         self.paths = [o.spec.path for o in opened]
         self.crop_sizes = [o.crop_size for o in opened]
         self.config = config
@@ -309,6 +326,27 @@ class ClipSampler:
     # -- the map ------------------------------------------------------------------------------
     def __call__(self, element: tuple[int, int], rng: np.random.Generator) -> dict:
         dataset_index, record_index = int(element[0]), int(element[1])
+        skipped = []
+        for attempt in range(MAX_SUBSTITUTES + 1):
+            index = (record_index + attempt * self.shard_count) % self.num_records[dataset_index]
+            try:
+                out = self.sample(dataset_index, index, rng)
+            except CORRUPT_RECORD_ERRORS as err:
+                from absl import logging
+
+                logging.warning("skipping corrupt record %s record %d: %s", self.paths[dataset_index], index,
+                                str(err)[:200])
+                skipped.append(index)
+                continue
+            out["skipped_records"] = np.int32(len(skipped))
+            out["skipped_first"] = np.int64(skipped[0] if skipped else -1)
+            return out
+        raise records.CorruptDatasetError(
+            f"{self.paths[dataset_index]}: records {skipped} of its split, {len(skipped)} in a row in this shard, "
+            "are all corrupt (do not parse or hold frames that are not JPEGs); rebuild the dataset")
+
+    def sample(self, dataset_index: int, record_index: int, rng: np.random.Generator) -> dict:
+        """One training sample of one record (raises ``CORRUPT_RECORD_ERRORS`` for a bad record)."""
         rec = self.sources[dataset_index][record_index]
         where = f"{self.paths[dataset_index]} record {record_index}"
         s = self.config.frames_per_sample
@@ -397,8 +435,8 @@ def build_dataset(config: PipelineConfig):
     import grain
 
     opened = [open_source(spec, config.use_cache) for spec in config.sources]
-    sampler = ClipSampler(opened, config)
     shard = shard_options(config)
+    sampler = ClipSampler(opened, config, shard.shard_count)
     parts = []
     for i, o in enumerate(opened):
         n = len(o.data)

@@ -64,3 +64,7 @@ META_SPLIT_FRACTIONS = "split_fractions"
 META_EXPRESSION_BASIS = "expression_basis"
 META_NUM_EXPRESSION = "num_expression"
 META_HAS_IDENTITY = "has_identity"
+
+
+class CorruptDatasetError(ValueError):
+    """Too many corrupt records in a row for the pipeline to skip them."""

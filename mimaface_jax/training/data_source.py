@@ -9,7 +9,8 @@ ArrayRecord datasets of ``data.mixture`` ("name=weight,...") under ``data.tfds_d
 Both return a :class:`TrainBatches`: ``next()`` -> this process's share of the global batch in
 the train step's layout (``train_step.batch_shapes``), ``get_state()`` -> a JSON-able dict
 (saved in every checkpoint, one per process), ``set_state(dict)``, and ``report`` (records
-skipped as corrupt, logged by the trainer).
+skipped as corrupt so far: the synthetic source finds them when it loads, the grain source as
+it reads them; the trainer writes the count to the metrics).
 
 Train-step batch (b = global batch / processes, S = k_max + F, pixels or cached):
   frames, condition (b, S, H, W, 3) uint8 | latent_moments, cond_moments (b, S, h, w, 2C) f32
@@ -81,8 +82,10 @@ class TrainBatches:
 class GrainBatches(TrainBatches):
     """The grain pipeline's batches converted to the train step's keys and dtypes."""
 
-    def __init__(self, config, process_index: int, process_count: int):
+    def __init__(self, config, process_index: int, process_count: int, log=print):
         from mimaface_jax.data import pipeline
+
+        self.log = log
 
         d = config.data
         if not d.tfds_data_dir:
@@ -121,8 +124,25 @@ class GrainBatches(TrainBatches):
             self._identities[key] = np.asarray(rec["identity_code"], np.float32)
         return self._identities[key]
 
+    def _count_skipped(self, batch: dict) -> None:
+        """Corrupt records the pipeline passed over for this batch (``pipeline`` docstring):
+        each distinct one is counted and logged once (it comes back every epoch)."""
+        named, new = [], 0
+        for d, first, n in zip(batch["dataset_index"], batch["skipped_first"], batch["skipped_records"]):
+            path = self.paths[int(d)]
+            if n and int(first) not in self.report["skipped_files"].get(path, []):
+                self.report["skipped_files"].setdefault(path, []).append(int(first))
+                new += int(n)
+                named.append(f"{path} record {int(first)}"
+                             + (f" (+{int(n) - 1} after it)" if n > 1 else ""))
+        if new:
+            self.report["skipped"] += new
+            self.log(f"data: skipped {new} corrupt record(s) ({self.report['skipped']} so far): "
+                     f"{'; '.join(named)}; their samples come from the next records of the shard")
+
     def __next__(self) -> dict:
         batch = next(self._iterator)
+        self._count_skipped(batch)
         out = {"motion": np.asarray(batch["motion"], np.float32)}
         if self.use_cache:
             out["latent_moments"] = np.asarray(batch["latent_moments"], np.float32)
@@ -217,7 +237,7 @@ def make_train_iterator(config, workdir: str | os.PathLike | None = None, log=pr
     if config.data.source == "synth":
         return make_synth_iterator(config, workdir, log)
     if config.data.source == "tfds":
-        batches = GrainBatches(config, jax.process_index(), jax.process_count())
+        batches = GrainBatches(config, jax.process_index(), jax.process_count(), log)
         log(f"data: grain over {batches.paths} (split {config.data.split!r}, "
             f"{'cached encoder outputs' if batches.use_cache else 'pixels'})")
         return batches

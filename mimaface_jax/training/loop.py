@@ -107,10 +107,12 @@ def run(config, workdir: str) -> int:
     profile = ProfileTrace(workdir, config.train.profile_start_step, config.train.profile_num_steps,
                            multihost.is_main(), log)
     last_saved = latest
-    if data.report["skipped"]:
-        writer.write_scalars(step, {"data_skipped_records": data.report["skipped"]})
+    skipped = 0
     while step < config.train.num_steps:
         local = next(data)
+        if data.report["skipped"] != skipped:  # corrupt records passed over (logged by the source)
+            skipped = data.report["skipped"]
+            writer.write_scalars(step, {"data_skipped_records": skipped})
         if step == config.debug.nan_at_step:
             local = poison(local)
         batch = shard_batch(local, mesh, rules)

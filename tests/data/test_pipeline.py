@@ -63,7 +63,8 @@ def test_batch_layout_and_source_outside_clip(video_folder_dataset, kit):
                 "valid": ((3, S), np.bool_), "landmarks": ((3, S, 478, 3), np.float32),
                 "dataset_index": ((3,), np.int32), "record_index": ((3,), np.int64),
                 "frame_index": ((3, S), np.int32), "source_index": ((3,), np.int32),
-                "flipped": ((3,), np.bool_)}
+                "flipped": ((3,), np.bool_), "skipped_records": ((3,), np.int32),
+                "skipped_first": ((3,), np.int64)}
     assert {k: (v.shape, v.dtype) for k, v in b.items()} == expected
     source = video_folder_dataset.as_data_source("train")
     flips = []
@@ -267,3 +268,23 @@ def test_mirror_permutation_agrees_with_mediapipe_connection_sets():
     for symmetric in (fmc.FACEMESH_LIPS, fmc.FACEMESH_FACE_OVAL):
         assert {int(perm[i]) for i in points(symmetric)} == points(symmetric)
     assert perm[468] == 473 and perm[1] == 1  # iris centres swap, nose tip stays
+
+
+def test_corrupt_record_is_skipped_counted_and_substituted(synth_dataset, tmp_path):
+    """A record that does not parse is passed over: its sample comes from the next record of
+    the shard, and the batch says which record was skipped (workers cannot log for the trainer)."""
+    from corrupt_records import corrupt_copy
+    from mimaface_jax.data.pipeline import DatasetSource
+
+    n = len(synth_dataset.as_data_source("train"))
+    path = corrupt_copy(synth_dataset.data_path, tmp_path / "ds", "train", [1])
+    cfg = config(synth_dataset, sources=(DatasetSource(str(path), "train"),), batch_size=1, flip_prob=0.0,
+                 num_epochs=1, drop_remainder=False)
+    batches = take(cfg, n)  # one epoch
+    seen = sorted(int(b["record_index"][0]) for b in batches)
+    assert 1 not in seen and seen.count(2) == 2 and len(seen) == n
+    skipped = [(int(b["skipped_records"][0]), int(b["skipped_first"][0])) for b in batches]
+    assert sorted(skipped) == [(0, -1)] * (n - 1) + [(1, 1)]
+    # the substitute is an ordinary sample of record 2
+    clean = take(config(synth_dataset, batch_size=1, flip_prob=0.0, num_epochs=1, drop_remainder=False), n)
+    assert all(b["frames"].shape == clean[0]["frames"].shape for b in batches)

@@ -21,7 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "tiny.py")
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+from xla_flags import flags  # tests/ is on sys.path (tests/conftest.py)
 
 
 def load_config(name, *args):
@@ -43,7 +43,7 @@ def command(workdir, *overrides, variant="image_min", extra_flags=(), tensorboar
 
 def env(cache_dir, devices=1):
     e = dict(os.environ)
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+    e["XLA_FLAGS"] = flags(devices)
     e["JAX_PLATFORMS"] = "cpu"
     e["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
     e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
