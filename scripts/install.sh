@@ -18,6 +18,7 @@ if ! command -v "$py" >/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+"${pip[@]}" install -r requirements/build.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "${pip[@]}" install -r "requirements/$extra.txt" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "${pip[@]}" install --no-deps -r requirements/mediapipe.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "${pip[@]}" install --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
