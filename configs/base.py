@@ -159,6 +159,7 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     c.sample = ml_collections.ConfigDict(dict(
         num_steps=25, guidance_scale=5.0, num_clips=2, num_videos=2, fps=25.0,
+        split="validation",                # held-out split of the samples (training/sample_tasks.py)
         clip_denoised=0.0,                 # > 0: clip DDIM's predicted x0 to [-v, v] (pixel-like latents)
         use_ema=True,                      # sample with the EMA parameters (else the raw ones)
         timestep_spacing="leading",        # DDIM timesteps: "leading" (SD) | "trailing" | "linspace"

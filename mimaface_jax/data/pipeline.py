@@ -291,6 +291,15 @@ class ClipSampler:
             out["cond"] = self._decode(rec["condition"], where)
         return out
 
+    def clip_motion(self, dataset_index: int, rec: dict) -> np.ndarray:
+        """The motion vectors (T, D) float32 of every frame of a record, unflipped, as samples
+        carry them (FaceMesh records: measured from the landmarks at the output resolution)."""
+        if not self.facemesh:
+            return np.asarray(rec["motion"], np.float32)
+        scale = self.resolution / float(self.crop_sizes[dataset_index])
+        lm = np.asarray(rec["landmarks"], np.float32) * np.float32(scale)
+        return self._extract(lm, np.asarray(rec["neutral_shape"], np.float32)).vectors.astype(np.float32)
+
     # -- helpers ------------------------------------------------------------------------------
     def _extract(self, landmarks: np.ndarray, neutral: np.ndarray):
         if self._extractor is None:

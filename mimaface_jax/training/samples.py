@@ -1,13 +1,14 @@
-"""Sample videos and the held-out cross-identity reenactment score of a SynthFaces run.
+"""Sample videos of a training run and their held-out reenactment score.
 
-For held-out (validation) pairs (A, B): person A's first frame is the source, B's motion drives
-it. The condition renders are A's shape under B's motion, and SynthFaces renders the exact
-ground truth (A moving like B). Generation runs clip by clip with the DDIM sampler, CFG and,
-in the video stage, ICA (each clip after the first sees the last ``generation_k`` generated
-frames of the previous one). Weights: the EMA parameters when EMA is on.
+The tasks (``sample_tasks.py``): on SynthFaces, CROSS-identity reenactment with exact ground
+truth (person A's first frame driven by person B's motion); on real FaceMesh data, SELF
+reenactment (a held-out clip's first frame driven by the clip itself). Generation runs clip by
+clip with the DDIM sampler, CFG and, in the video stage, ICA (each clip after the first sees
+the last ``generation_k`` generated frames of the previous one; with ``sample.source_as_context``
+the first clip sees the source). Weights: the EMA parameters when EMA is on.
 
-Score: PSNR inside the motion mask (pixels where the ground truth differs from the source)
-of the generated frames, next to the copy-the-source baseline (the source frame repeated).
+Score: PSNR inside the motion mask (pixels where the ground truth differs from the source) of
+the generated frames, next to the copy-the-source baseline (the source frame repeated).
 
 Writes ``<workdir>/samples/step_<N>/``: ``video_<i>.mp4`` (source | driving | condition |
 generated | ground truth per frame), ``grid_<i>.png`` (the same, frames as rows), and
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-import re
+import time
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -27,13 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mimaface_jax.data import synth_render
-from mimaface_jax.data.synth_faces import SynthFaces, SynthFacesConfig, cross_reenactment, motion_mask
+from mimaface_jax.data.synth_faces import motion_mask
 from mimaface_jax.diffusion.samplers import ddim_sample
 from mimaface_jax.diffusion.schedule import NoiseSchedule
 from mimaface_jax.models import mimaface
 from mimaface_jax.parallel import use_rules
-from mimaface_jax.training import synth_source
+from mimaface_jax.training import sample_tasks
 from mimaface_jax.training.model_config import latent_downsample
 from mimaface_jax.training.train_step import clip_input, encode_frames
 
@@ -150,106 +150,43 @@ def generate_video(config, model, generate, params, ae_params, source, identity,
     return np.concatenate(frames, axis=0)
 
 
-def _identity_id(name: str) -> int:
-    return int(re.search(r"id(\d+)", name).group(1))
-
-
-def _tfds_validation(config) -> tuple[list[dict], SynthFacesConfig, str]:
-    """Validation clips of the SynthFaces dataset in ``data.mixture`` (TFDS ArrayRecord)."""
-    import tensorflow_datasets as tfds
-
-    from mimaface_jax.config_validation import parse_mixture
-    from mimaface_jax.data import records
-    from mimaface_jax.data.jpeg import decode_jpeg
-    from mimaface_jax.training.data_source import resolve_dataset_dir
-
-    for name in parse_mixture(config.data.mixture):
-        path = resolve_dataset_dir(config.data.tfds_data_dir, name)
-        metadata = json.loads((Path(path) / "metadata.json").read_text())
-        if metadata.get(records.META_FORMAT) != records.STORED_MOTION_FORMAT or "generator" not in metadata:
-            continue
-        source = tfds.builder_from_directory(path).as_data_source("validation")
-        videos = []
-        for i in range(len(source)):
-            rec = source[i]
-            where = f"{path} validation record {i}"
-            videos.append({"frames": np.stack([decode_jpeg(b, where) for b in rec["frames"]]),
-                           "motion": np.asarray(rec["motion"], np.float32),
-                           "identity_code": np.asarray(rec["identity_code"], np.float32),
-                           "name": _text(rec["clip_id"]), "identity_id": _identity_id(_text(rec["speaker_id"]))})
-        return videos, SynthFacesConfig(**metadata["generator"]), path
-    raise ValueError(f"samples: data.mixture={config.data.mixture!r} has no SynthFaces dataset (the only data "
-                     "with cross-identity ground truth); set sample.num_videos=0")
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def validation_videos(config, workdir: Path) -> tuple[list[dict], SynthFacesConfig, str]:
-    """(held-out SynthFaces videos, the generator's config, where they came from)."""
-    if config.data.source == "tfds":
-        return _tfds_validation(config)
-    data_dir = Path(config.data.synth_dir or workdir / "synth_faces")
-    videos, _ = synth_source.load_split(data_dir, "validation", 1)
-    for v in videos:
-        v["identity_id"] = _identity_id(v["name"])
-    return videos, synth_source.synth_faces_config(config), str(data_dir)
-
-
-def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, log=print) -> dict | None:
-    """Generates the held-out cross-reenactment samples and scores them (process 0 writes)."""
+def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, log=print) -> dict:
+    """Generates the held-out reenactment samples and scores them (every process generates,
+    process 0 writes)."""
+    start = time.perf_counter()
     step = int(np.asarray(state["step"]))
     use_ema = config.ema.enabled and config.sample.use_ema
     params = {**state["frozen"], **(state["ema"] if use_ema else state["trainable"])}
-    videos, sf_config, data_dir = validation_videos(config, workdir)
-    faces = SynthFaces(sf_config)
     mc = model.config
-    t = min(v["motion"].shape[0] for v in videos)
-    t = min(t, config.sample.num_clips * mc.num_frames) if mc.num_frames > 1 else min(t, 8)
+    frames = config.sample.num_clips * mc.num_frames if mc.num_frames > 1 else 8
+    tasks, where = sample_tasks.held_out_tasks(config, workdir, config.sample.num_videos, frames)
     generate = make_clip_generator(config, model, mesh)
-    write = jax.process_index() == 0  # every process generates (SPMD), process 0 writes
+    write = jax.process_index() == 0
     out = workdir / "samples" / f"step_{step}"
     if write:
         out.mkdir(parents=True, exist_ok=True)
     rows = []
     with use_rules(mesh, rules):
-        for i in range(min(config.sample.num_videos, len(videos))):
-            a = videos[i]
-            id_a = a["identity_id"]
-            others = [v for v in videos[i + 1:] + videos[:i] if v["identity_id"] != id_a]
-            if not others:
-                raise ValueError(f"samples: the validation split of {data_dir} has one identity; "
-                                 "cross-identity reenactment needs >= 2 (data.synth_validation_identities)")
-            b = others[0]
-            person_a = faces.identity(id_a)
-            motion_b = b["motion"][:t]
-            # A's first frame rendered exactly (a stored frame may be a JPEG: its artefacts
-            # would put nearly every pixel into the motion mask)
-            source = cross_reenactment(person_a, a["motion"][:1], config.data.resolution)[0]
-            condition = np.stack([synth_render.render_condition(person_a, m, config.data.resolution) for m in motion_b])
-            truth = cross_reenactment(person_a, motion_b, config.data.resolution)
-            source_motion = a["motion"][0].astype(np.float32)
-            generated = generate_video(config, model, generate, params, ae_params, source,
-                                       a["identity_code"].astype(np.float32), motion_b.astype(np.float32),
-                                       condition, jax.random.fold_in(jax.random.PRNGKey(config.seed), i),
-                                       source_motion=source_motion,
-                                       source_condition=synth_render.render_condition(
-                                           person_a, source_motion, config.data.resolution))
+        for i, task in enumerate(tasks):
+            generated = generate_video(config, model, generate, params, ae_params, task["source"], task["identity"],
+                                       task["motion"], task["condition"],
+                                       jax.random.fold_in(jax.random.PRNGKey(config.seed), i),
+                                       source_motion=task["source_motion"], source_condition=task["source_condition"])
             n = generated.shape[0]
-            copy = np.broadcast_to(source, truth[:n].shape)
-            mask = motion_mask(truth[:n], copy)
-            rows.append({"pair": [a["name"], b["name"]], "frames": n,
-                         "psnr_motion_mask": masked_psnr(generated, truth[:n], mask),
-                         "psnr_motion_mask_copy_source": masked_psnr(copy, truth[:n], mask),
+            truth = task["truth"][:n]
+            copy = np.broadcast_to(task["source"], truth.shape)
+            mask = motion_mask(truth, copy, threshold=task["mask_threshold"])
+            rows.append({"task": task["name"], "kind": task["kind"], "frames": n,
+                         "psnr_motion_mask": masked_psnr(generated, truth, mask),
+                         "psnr_motion_mask_copy_source": masked_psnr(copy, truth, mask),
                          "mask_fraction": float(mask.mean())})
             if write:
-                panel = np.concatenate([copy, b["frames"][:n], condition[:n], generated, truth[:n]], axis=2)
+                panel = np.concatenate([copy, task["driving"][:n], task["condition"][:n], generated, truth], axis=2)
                 imageio.mimwrite(out / f"video_{i}.mp4", list(np.repeat(np.repeat(panel, 2, 1), 2, 2)),
                                  fps=config.sample.fps, macro_block_size=1)
                 imageio.imwrite(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
     summary = {
-        "step": step, "stage": config.stage, "pairs": rows,
+        "step": step, "stage": config.stage, "data": where, "split": config.sample.split, "tasks": rows,
         "mean_psnr_motion_mask": float(np.nanmean([r["psnr_motion_mask"] for r in rows])),
         "mean_psnr_motion_mask_copy_source": float(np.nanmean([r["psnr_motion_mask_copy_source"] for r in rows])),
         "params": "ema" if use_ema else "raw",
@@ -264,5 +201,6 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
     (workdir / "samples" / f"metrics_step_{step}.json").write_text(text)
     (workdir / "eval_metrics.json").write_text(text)
     log(f"samples: {out}; PSNR in motion mask {summary['mean_psnr_motion_mask']:.2f} dB "
-        f"(copy-the-source baseline {summary['mean_psnr_motion_mask_copy_source']:.2f} dB)")
+        f"(copy-the-source baseline {summary['mean_psnr_motion_mask_copy_source']:.2f} dB; "
+        f"{len(rows)} {rows[0]['kind']}-reenactment videos in {time.perf_counter() - start:.0f}s)")
     return summary

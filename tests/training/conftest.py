@@ -3,6 +3,13 @@ import pathlib
 import sys
 
 import pytest
+from face_video_fixtures import (  # noqa: F401  (FaceMesh records for the sample tasks)
+    astronaut,
+    face_videos,
+    kit,
+    video_folder_dataset,
+    video_folder_layout,
+)
 
 
 def _load_runner():

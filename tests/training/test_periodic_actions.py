@@ -22,7 +22,7 @@ def test_progress_samples_profile_and_tensorboard(tmp_path, compile_cache, synth
         folder = work / "samples" / f"step_{step}"
         assert (folder / "video_0.mp4").stat().st_size > 0 and (folder / "grid_0.png").stat().st_size > 0
         summary = json.loads((work / "samples" / f"metrics_step_{step}.json").read_text())
-        assert summary["step"] == step and len(summary["pairs"]) == 1
+        assert summary["step"] == step and len(summary["tasks"]) == 1 and summary["tasks"][0]["kind"] == "cross"
     assert json.loads((work / "eval_metrics.json").read_text())["step"] == 12
 
     assert "profile: steps 3-4 traced into" in r.stdout
