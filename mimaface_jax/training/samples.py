@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mimaface_jax.data.synth_faces import motion_mask
 from mimaface_jax.diffusion.samplers import ddim_sample
 from mimaface_jax.diffusion.schedule import NoiseSchedule
+from mimaface_jax.face.media_io import write_video
 from mimaface_jax.models import mimaface
 from mimaface_jax.parallel import use_rules
 from mimaface_jax.training import sample_tasks
@@ -182,8 +183,7 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
                          "mask_fraction": float(mask.mean())})
             if write:
                 panel = np.concatenate([copy, task["driving"][:n], task["condition"][:n], generated, truth], axis=2)
-                imageio.mimwrite(out / f"video_{i}.mp4", list(np.repeat(np.repeat(panel, 2, 1), 2, 2)),
-                                 fps=config.sample.fps, macro_block_size=1)
+                write_video(out / f"video_{i}.mp4", np.repeat(np.repeat(panel, 2, 1), 2, 2), config.sample.fps)
                 imageio.imwrite(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
     summary = {
         "step": step, "stage": config.stage, "data": where, "split": config.sample.split, "tasks": rows,
