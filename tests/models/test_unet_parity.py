@@ -71,14 +71,15 @@ def test_matches_diffusers_unet_motion_model(checkpoint, frames):
     assert diff <= TOL, f"max |diff| {diff:.3g} (reference scale {np.abs(ref).max():.3g})"
 
 
-def test_matches_diffusers_from_original_animatediff_file(checkpoint_original_layout):
+@pytest.mark.parametrize("frames", [1, 4])
+def test_matches_diffusers_from_original_animatediff_file(checkpoint_original_layout, frames):
     unet_dir, motion_file, reference = checkpoint_original_layout
     # a config-less AnimateDiff file cannot tell the number of temporal heads (AnimateDiff's 8
     # is assumed); the tiny test model has 4
     config = unet_config_from_checkpoint(unet_dir, motion_file, motion_num_attention_heads=4)
     assert config.layers_per_block == 1 and config.motion_max_seq_length == 32
     ours = import_unet(unet_dir, motion_file, config=config)
-    out, ref = run_both(reference, ours, batch=2, frames=4, seed=5)
+    out, ref = run_both(reference, ours, batch=2, frames=frames, seed=5 + frames)
     diff = np.abs(out - ref).max()
     assert diff <= TOL, f"max |diff| {diff:.3g}"
 
