@@ -123,6 +123,7 @@ def run(config, workdir: str) -> int:
         if not m["finite"]:
             log(f"NON-FINITE at step {step + 1}: loss={m['loss']}, grad_norm={m['grad_norm']}; the update was "
                 f"dropped and the run stops WITHOUT saving (last good checkpoint: step {manager.latest_step()})")
+            profile.close(step + 1, state)
             manager.wait_until_finished()
             writer.write_scalars(step + 1, {"non_finite": 1.0, "loss": m["loss"], "grad_norm": m["grad_norm"]})
             writer.close()
@@ -156,6 +157,7 @@ def run(config, workdir: str) -> int:
         every = config.train.sample_every
         if every and step % every == 0 and step < config.train.num_steps:
             write_samples(config, model, state, ae_params, workdir, mesh, rules)
+    profile.close(step, state)
     manager.wait_until_finished()
     if step >= config.train.num_steps:
         write_samples(config, model, state, ae_params, workdir, mesh, rules)

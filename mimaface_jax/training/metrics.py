@@ -134,9 +134,14 @@ class ProfileTrace:
 
     def after(self, step: int, state) -> None:
         if self.active and step >= self.last:
+            self.close(step, state)
+
+    def close(self, step: int, state) -> None:
+        """Ends a trace still running (the run stopped inside the window): it is kept."""
+        if self.active:
             import jax
 
             jax.block_until_ready(state)
             jax.profiler.stop_trace()
             self.active = False
-            self.log(f"profile: steps {self.first}-{self.last} traced into {self.dir}")
+            self.log(f"profile: steps {self.first}-{step} traced into {self.dir}")

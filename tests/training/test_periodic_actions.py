@@ -31,3 +31,21 @@ def test_progress_samples_profile_and_tensorboard(tmp_path, compile_cache, synth
     events = list(work.glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0, "clu's TensorBoard writer wrote no event file"
     assert "TensorBoard (clu)" in r.stdout
+
+
+def test_profile_window_cut_short_by_the_run_end_still_writes_its_trace(tmp_path):
+    import jax.numpy as jnp
+
+    from mimaface_jax.training.metrics import ProfileTrace
+
+    lines = []
+    trace = ProfileTrace(tmp_path, first=2, num=10, enabled=True, log=lines.append)
+    state = jnp.zeros(3)
+    for step in range(4):  # the run ends after step 4, inside the window 2-11
+        trace.before(step)
+        state = state + 1
+        trace.after(step + 1, state)
+    assert not list((tmp_path / "profile").rglob("*.xplane.pb"))  # still tracing
+    trace.close(4, state)
+    assert lines == [f"profile: steps 2-4 traced into {tmp_path / 'profile'}"]
+    assert list((tmp_path / "profile").rglob("*.xplane.pb"))
