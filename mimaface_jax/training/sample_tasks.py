@@ -59,9 +59,10 @@ def _mixture_paths(config) -> list[tuple[str, dict]]:
     return out
 
 
-def _synth_videos(config, workdir: Path) -> tuple[list[dict], SynthFacesConfig, str] | None:
-    """Held-out SynthFaces videos (frames, motion, identity_code, name, identity_id), the
-    generator's config and where they are; None when the data has no SynthFaces set."""
+def _synth_videos(config, workdir: Path, limit: int) -> tuple[list[dict], SynthFacesConfig, str] | None:
+    """Held-out SynthFaces videos (frames, motion, identity_code, name, identity_id; the first
+    ``limit`` records of a TFDS split), the generator's config and where they are; None when
+    the data has no SynthFaces set."""
     split = config.sample.split
     if config.data.source != "tfds":
         data_dir = Path(config.data.synth_dir or workdir / "synth_faces")
@@ -78,7 +79,7 @@ def _synth_videos(config, workdir: Path) -> tuple[list[dict], SynthFacesConfig, 
             continue
         source = tfds.builder_from_directory(path).as_data_source(split)
         videos = []
-        for i in range(len(source)):
+        for i in range(min(limit, len(source))):
             rec = source[i]
             where = f"{path} {split} record {i}"
             videos.append({"frames": np.stack([decode_jpeg(b, where) for b in rec["frames"]]),
@@ -153,7 +154,8 @@ def self_tasks(config, count: int, frames: int) -> list[dict]:
 
 def held_out_tasks(config, workdir: Path, count: int, frames: int) -> tuple[list[dict], str]:
     """(tasks, a description of where they come from) for the run's data."""
-    synth = _synth_videos(config, workdir)
+    # a few more videos than tasks, for drivers of other identities
+    synth = _synth_videos(config, workdir, limit=4 * count + 4)
     if synth is not None:
         videos, sf_config, where = synth
         return cross_tasks(videos, sf_config, where, count, frames, config.data.resolution), where
