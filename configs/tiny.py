@@ -122,7 +122,7 @@ def get_config(variant: str = "image"):
     c.optimizer.weight_decay = 0.0
     c.ema.decay = 0.99
 
-    # scripts/demo.sh: both stages and the data build in ~11 minutes on 2 CPU cores (BENCHMARKS.md)
+    # scripts/demo.sh: both stages and the data build in ~5 minutes on 2 CPU cores (BENCHMARKS.md)
     c.train.num_steps = 500 if stage == "image" else 160
     c.train.log_every = 50 if stage == "image" else 20
     c.train.sample_every = 0           # 0 = only at the end
