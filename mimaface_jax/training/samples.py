@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mimaface_jax.data.synth_faces import motion_mask
 from mimaface_jax.diffusion.samplers import ddim_sample
 from mimaface_jax.diffusion.schedule import NoiseSchedule
-from mimaface_jax.face.media_io import write_video
+from mimaface_jax.face.media_io import write_image, write_video
 from mimaface_jax.models import mimaface
 from mimaface_jax.parallel import use_rules
 from mimaface_jax.training import sample_tasks
@@ -184,7 +183,7 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
             if write:
                 panel = np.concatenate([copy, task["driving"][:n], task["condition"][:n], generated, truth], axis=2)
                 write_video(out / f"video_{i}.mp4", np.repeat(np.repeat(panel, 2, 1), 2, 2), config.sample.fps)
-                imageio.imwrite(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
+                write_image(out / f"grid_{i}.png", np.concatenate(list(panel), axis=0))
     summary = {
         "step": step, "stage": config.stage, "data": where, "split": config.sample.split, "tasks": rows,
         "mean_psnr_motion_mask": float(np.nanmean([r["psnr_motion_mask"] for r in rows])),
