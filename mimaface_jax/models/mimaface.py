@@ -166,8 +166,10 @@ class MIMAFace(nnx.Module):
         """
         b, s = noisy.shape[:2]
         x = ica.unet_input(noisy, cond_latents, context_latents, layout)  # (B*S, h, w, 3C+1)
-        # Without context slots every frame may attend to every frame: no mask needed.
-        mask = layout.temporal_mask if s > self.config.num_frames else None
+        # The layout's mask applies to every multi-frame clip: context or unused slots can be
+        # present whatever S is (the last clip of a video has k + F' slots, F' < F). With
+        # only current frames the mask is all True, which computes exactly the unmasked clip.
+        mask = layout.temporal_mask if s > 1 else None
         out = self.unet(x, timesteps, context.reshape(b * s, *context.shape[2:]),
                         num_frames=s, temporal_mask=mask)
         return out.reshape(b, s, *out.shape[1:])
