@@ -1,0 +1,1 @@
+"""Inference: the clip-by-clip generator, inference bundles, and the parts of ``animate``."""

@@ -1,0 +1,270 @@
+"""The clip-by-clip video generator: the ONE generation path of ``animate`` and of the
+trainer's sample videos.
+
+A video of T frames is made in clips of F = ``model.num_frames`` frames. Each clip after the
+first sees the last K = ``ica.generation_k`` generated frames as ICA context (their clean
+latents, renders and motion); the first clip sees the source frame as context when
+``source_as_context`` is set, else none. The last clip may be shorter (F' = T mod F frames):
+it is generated, never dropped. Every clip runs through the same jitted function with the same
+shapes (``clip_layout.py``: unused context / current slots are masked), so a video of any
+length compiles it once (at most once more for another batch or resolution), and a second
+video reuses it.
+
+Randomness: clip starting at frame ``start`` draws its initial noise from
+``fold_in(PRNGKey(seed), start)`` inside the jitted function (no host-side JAX work, so
+nothing else compiles while generating).
+
+SPMD: every process may call it with the same host inputs; parameters stay sharded as given,
+outputs are replicated (any process can read them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from mimaface_jax.diffusion.samplers import ddim_sample, euler_sample
+from mimaface_jax.diffusion.schedule import NoiseSchedule
+from mimaface_jax.inference.clip_layout import clip_layout
+from mimaface_jax.models import ica, mimaface
+from mimaface_jax.parallel import use_rules
+from mimaface_jax.training.model_config import latent_downsample
+from mimaface_jax.training.train_step import clip_input, encode_frames
+
+SAMPLERS = ("ddim", "euler")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """How clips are sampled (defaults: a config's ``sample`` section, see ``from_config``)."""
+
+    sampler: str = "ddim"
+    num_steps: int = 25
+    guidance_scale: float = 5.0
+    timestep_spacing: str = "leading"
+    clip_denoised: float = 0.0       # > 0: the predicted x0 is clipped to [-v, v]
+    source_as_context: bool = False  # the first clip's ICA context is the source frame
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "GenerationSettings":
+        """A training config's ``sample`` section (+ ``seed``), with ``overrides`` (None = keep)."""
+        s = config.sample
+        values = dict(sampler=str(s.get("sampler", "ddim")), num_steps=int(s.num_steps),
+                      guidance_scale=float(s.guidance_scale), timestep_spacing=str(s.timestep_spacing),
+                      clip_denoised=float(s.clip_denoised), source_as_context=bool(s.source_as_context),
+                      seed=int(config.seed))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def clip_x0(denoise, schedule_config, limit: float, sampler: str):
+    """``denoise(x, t)`` whose implied clean sample x0 is clipped to [-limit, limit], rewritten
+    in the model's parameterisation (for pixel-like latents such as space-to-depth: keeps an
+    early, poorly-denoised step from pushing the trajectory off the data range)."""
+    kind = schedule_config.prediction_type
+    if kind == "sample":
+        return lambda x, t: jnp.clip(denoise(x, t), -limit, limit)
+    if sampler != "ddim":
+        raise ValueError(f"clip_denoised > 0 with the {sampler!r} sampler needs prediction_type "
+                         f"'sample' (the model predicts {kind!r}); use the ddim sampler or clip_denoised=0")
+    schedule = NoiseSchedule.create(schedule_config)
+
+    def clipped(x, t):  # x (B, S, h, w, C), t (B,) int
+        out = denoise(x, t)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        sa = schedule.sqrt_alphas_cumprod[t].reshape(shape)
+        sb = schedule.sqrt_one_minus_alphas_cumprod[t].reshape(shape)
+        x0 = sa * x - sb * out if kind == "v_prediction" else (x - sb * out) / sa
+        x0 = jnp.clip(x0, -limit, limit)
+        eps = (x - sa * x0) / sb
+        return sa * eps - sb * x0 if kind == "v_prediction" else eps
+
+    return clipped
+
+
+def to_uint8(pixels: jax.Array) -> jax.Array:
+    """[-1, 1] float -> uint8 [0, 255] (rounded)."""
+    return jnp.clip(jnp.round((pixels.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+@dataclasses.dataclass
+class Clip:
+    """One generated clip: frames ``start .. start + len(frames) - 1`` of the video."""
+
+    index: int
+    start: int
+    frames: np.ndarray     # (n, H, W, 3) uint8
+    seconds: float         # wall time of this clip (incl. compilation when ``compiled``)
+    compiled: bool         # the call compiled the generation function
+
+
+class ClipGenerator:
+    """Clip-by-clip generation with one model (see the module docstring).
+
+    Args:
+      config: the training config (resolution, autoencoder, model); ``model``: the
+        ``mesh_and_model.Model``; ``params`` / ``ae_params``: flat parameter dicts (placed as
+        the caller wants them); ``settings``: ``GenerationSettings``.
+    """
+
+    def __init__(self, config, model, params: dict, ae_params: dict, mesh, rules,
+                 settings: GenerationSettings):
+        mc = model.config
+        self.config, self.model, self.params, self.ae_params = config, model, params, ae_params
+        self.mesh, self.rules, self.settings = mesh, rules, settings
+        self.num_frames = mc.num_frames
+        self.num_context = mc.ica.generation_k if mc.ica.k_max > 0 else 0
+        self.resolution = int(config.data.resolution)
+        self.latent_hw = self.resolution // latent_downsample(config)
+        self.latent_channels = mc.latent_channels
+        self.motion_size = mc.mia.motion_layout.size
+        self._fn = self._build()
+
+    # ------------------------------------------------------------------------- device function
+    def _build(self):
+        mc, model, s = self.model.config, self.model, self.settings
+        big_k, f = self.num_context, self.num_frames
+        lat_hw, lat_c = self.latent_hw, self.latent_channels
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+
+        def generate(params, ae_params, inputs):
+            """inputs (B = batch): condition (B, F, H, W, 3) u8, motion (B, F, D), source (B, H, W, 3)
+            u8, identity (B, E), num_current (B,) i32, seed () i32, start () i32 and, with K > 0,
+            context_condition (B, K, H, W, 3) u8, context_motion (B, K, D), context_latents
+            (B, K, h, w, C), num_context (B,) i32, context_is_source (B,) bool.
+            Returns latents (B, F, h, w, C) f32 and pixels (B, F, H, W, 3) u8 (data order)."""
+            b = inputs["motion"].shape[0]
+            net = model.spec.merge(params)
+            ae = model.ae_spec.merge(ae_params)
+            num_context = inputs["num_context"] if big_k else jnp.zeros((b,), jnp.int32)
+            layout = clip_layout(num_context, inputs["num_current"], big_k, f, mc.ica.mode)
+            cond = encode_frames(ae, inputs["condition"], None)                    # (B, F, h, w, C)
+            motion = inputs["motion"]
+            clean = jnp.zeros_like(cond)
+            if big_k:
+                from_source = jnp.broadcast_to(encode_frames(ae, inputs["source"][:, None], None),
+                                               (b, big_k, lat_hw, lat_hw, lat_c))
+                ctx = jnp.where(inputs["context_is_source"][:, None, None, None, None], from_source,
+                                inputs["context_latents"])                           # (B, K, h, w, C)
+                cond = jnp.concatenate([encode_frames(ae, inputs["context_condition"], None), cond], 1)
+                motion = jnp.concatenate([inputs["context_motion"], motion], 1)
+                clean = jnp.concatenate([ctx, clean], 1)                             # (B, K+F, ...)
+            batch = {"identity": inputs["identity"]}
+            if mc.clip is not None:
+                batch["source_pixels"] = clip_input(inputs["source"], mc.clip.image_size)
+            else:
+                raise ValueError("generation needs the model's CLIP tower (model.clip.enabled)")
+            motion = ica.to_model_order(motion, layout)
+            weights = layout.is_current.astype(motion.dtype)
+            conditioning = {
+                "context": net.condition(net.appearance(batch), motion, batch["identity"], frame_weights=weights),
+                "cond_latents": ica.to_model_order(cond, layout),
+                "context_latents": ica.context_latents(ica.to_model_order(clean, layout), layout),
+                "layout": layout,
+            }
+            denoise = mimaface.denoise_fn(net, conditioning, s.guidance_scale)
+            if s.clip_denoised > 0:
+                denoise = clip_x0(denoise, mc.schedule, s.clip_denoised, s.sampler)
+            key = jax.random.fold_in(jax.random.PRNGKey(inputs["seed"]), inputs["start"])
+            noise = jax.random.normal(key, (b, big_k + f, lat_hw, lat_hw, lat_c), jnp.float32)
+            if s.sampler == "ddim":
+                x = ddim_sample(denoise, noise, mc.schedule, s.num_steps, timestep_spacing=s.timestep_spacing)
+            else:
+                x = euler_sample(denoise, noise, mc.schedule, s.num_steps, timestep_spacing=s.timestep_spacing)
+            x = ica.from_model_order(x, layout)[:, big_k:]                          # (B, F, h, w, C)
+            pixels = ae.decode(x.reshape(b * f, *x.shape[2:]) / ae.scaling_factor)
+            return x, to_uint8(pixels).reshape(b, f, *pixels.shape[1:])
+
+        return jax.jit(generate, out_shardings=replicated)
+
+    def compile_count(self) -> int:
+        """How many times the clip function has been compiled (one per input shape)."""
+        return self._fn._cache_size()
+
+    def run_clip(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One call of the jitted clip function on host inputs (see ``_build``)."""
+        with use_rules(self.mesh, self.rules):
+            x, pixels = self._fn(self.params, self.ae_params, inputs)
+        return np.asarray(x), np.asarray(pixels)
+
+    # ------------------------------------------------------------------------------ host loop
+    def clips(self, source: np.ndarray, identity: np.ndarray, motion: np.ndarray,
+              render: Callable[[int, int], np.ndarray], *, source_motion: np.ndarray | None = None,
+              source_condition: np.ndarray | None = None, seed: int | None = None) -> Iterator[Clip]:
+        """Generates a video of T = len(motion) frames, clip by clip, yielding each clip as soon
+        as it is made (the caller writes it: memory does not grow with T).
+
+        source (H, W, 3) uint8 (the model's crop), identity (E,), motion (T, D) float32,
+        render(start, stop) -> condition renders (stop - start, H, W, 3) uint8 of those frames;
+        with ``settings.source_as_context`` the source's own motion (D,) and render (H, W, 3).
+        """
+        r, f, big_k = self.resolution, self.num_frames, self.num_context
+        motion = np.asarray(motion, np.float32)
+        t = motion.shape[0]
+        if motion.ndim != 2 or motion.shape[1] != self.motion_size or t == 0:
+            raise ValueError(f"motion must be (T >= 1, {self.motion_size}), got {motion.shape}")
+        if not np.isfinite(motion).all():
+            raise ValueError("motion has NaN/inf entries (frames without a face must be filled first)")
+        if source.shape != (r, r, 3) or source.dtype != np.uint8:
+            raise ValueError(f"source must be ({r}, {r}, 3) uint8 (the model's crop), got {source.shape} {source.dtype}")
+        anchor = self.settings.source_as_context and big_k > 0
+        if anchor and (source_motion is None or source_condition is None):
+            raise ValueError("source_as_context needs the source frame's motion and condition render")
+        seed = self.settings.seed if seed is None else int(seed)
+        identity = np.asarray(identity, np.float32)[None]
+        ctx_lat = np.zeros((1, big_k, self.latent_hw, self.latent_hw, self.latent_channels), np.float32)
+        ctx_cond = np.zeros((1, big_k, r, r, 3), np.uint8)
+        ctx_motion = np.zeros((1, big_k, self.motion_size), np.float32)
+        have = 0  # context frames available
+        if anchor:
+            ctx_cond[:] = source_condition
+            ctx_motion[:] = np.asarray(source_motion, np.float32)
+            have = big_k
+        for index, start in enumerate(range(0, t, f)):
+            n = min(f, t - start)
+            cond = np.zeros((1, f, r, r, 3), np.uint8)
+            cond[0, :n] = render(start, start + n)
+            mot = np.zeros((1, f, self.motion_size), np.float32)
+            mot[0, :n] = motion[start:start + n]
+            mot[0, n:] = motion[start + n - 1]  # unused slots: any finite value
+            inputs = {"condition": cond, "motion": mot, "source": source[None], "identity": identity,
+                      "num_current": np.asarray([n], np.int32), "seed": np.int32(seed), "start": np.int32(start)}
+            if big_k:
+                inputs.update(context_condition=ctx_cond, context_motion=ctx_motion, context_latents=ctx_lat,
+                              num_context=np.asarray([have], np.int32),
+                              context_is_source=np.asarray([anchor and index == 0]))
+            before = self.compile_count()
+            t0 = time.perf_counter()
+            x, pixels = self.run_clip(inputs)
+            seconds = time.perf_counter() - t0
+            if big_k:  # the last K frames made so far become the next clip's context
+                ctx_lat = np.concatenate([ctx_lat, x[:, :n]], 1)[:, -big_k:]
+                ctx_cond = np.concatenate([ctx_cond, cond[:, :n]], 1)[:, -big_k:]
+                ctx_motion = np.concatenate([ctx_motion, mot[:, :n]], 1)[:, -big_k:]
+                if index == 0 and anchor:
+                    # the source anchor's slots hold the source latents only inside the call
+                    have = 0
+                have = min(big_k, have + n)
+            yield Clip(index, start, pixels[0, :n], seconds, self.compile_count() > before)
+
+    def video(self, *args, **kwargs) -> np.ndarray:
+        """All frames (T, H, W, 3) uint8 of :meth:`clips` (short videos, tests, samples)."""
+        return np.concatenate([c.frames for c in self.clips(*args, **kwargs)], axis=0)
