@@ -31,7 +31,9 @@ setup(
         "beam": ["apache-beam==2.77.0"],
         # TensorFlow for clu's TensorBoard writers and tfds Image/Video features.
         "tf": ["tensorflow-cpu==2.21.0", "tensorboard==2.21.0"],
-        # CUDA plugin matching jaxlib.
-        "gpu": ["jax[cuda12]==0.10.2"],
+        # Accelerators (as `scripts/install.sh gpu|tpu`): jax's CUDA 12 plugin matching jaxlib; libtpu
+        # for the pinned jax.
+        "gpu": _requirements("gpu.txt"),
+        "tpu": _requirements("tpu.txt"),
     },
 )
