@@ -38,8 +38,16 @@ def _unet() -> ml_collections.ConfigDict:
         motion_transformer_layers=1,
         motion_norm_num_groups=32,
         remat_policy="none",
-        attention_implementation="xla",   # "cudnn" on GPUs (bf16 only)
-        attention_min_seq_len=256,
+        # attention kernel: "xla" (plain), "chunked" (memory-efficient, any backend),
+        # "splash" (TPU), "cudnn" (GPU, bf16/fp16) or "auto" (splash on TPU, cuDNN on GPU in
+        # half precision, chunked elsewhere); see mimaface_jax/models/attention.py
+        attention_implementation="xla",
+        attention_min_seq_len=256,         # shorter query or key sequences take the plain path
+        attention_chunk_q=1024,            # "chunked": query / key-value tile sizes
+        attention_chunk_kv=1024,
+        attention_splash_block_q=512,      # "splash": block sizes (multiples of 128)
+        attention_splash_block_kv=1024,
+        attention_splash_block_kv_compute=512,
     ))
 
 
@@ -99,6 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
         vae_layers_per_block=2,
         vae_norm_num_groups=32,
         scaling_factor=0.18215,
+        # training latents of a KL-VAE: "sample" (a draw from the posterior, as SD was trained)
+        # or "mean" (its mean: deterministic). Generation always encodes with the mean.
+        latents="sample",
     ))
 
     c.data = ml_collections.ConfigDict(dict(
@@ -156,13 +167,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.init = ml_collections.ConfigDict(dict(
         pretrained="",                     # folder written by `python -m mimaface_jax.convert all`
         stage1_checkpoint="",              # stage 2: a stage-1 workdir (or its checkpoints dir)
+        stage1_weights="ema",              # stage 2 starts from stage 1's "ema" weights (those its
+                                           # samples showed; raw ones if it kept no EMA) or "raw"
     ))
     c.sample = ml_collections.ConfigDict(dict(
+        sampler="euler",                   # "euler" (the method's: 25 steps, CFG 5) | "ddim"
         num_steps=25, guidance_scale=5.0, num_clips=2, num_videos=2, fps=25.0,
         split="validation",                # held-out split of the samples (training/sample_tasks.py)
         clip_denoised=0.0,                 # > 0: clip DDIM's predicted x0 to [-v, v] (pixel-like latents)
         use_ema=True,                      # sample with the EMA parameters (else the raw ones)
-        timestep_spacing="leading",        # DDIM timesteps: "leading" (SD) | "trailing" | "linspace"
+        timestep_spacing="leading",        # timesteps of both samplers: "leading" (SD) | "trailing" | "linspace"
         source_as_context=False,           # video: the first clip's ICA context is the source frame
     ))
     c.debug = ml_collections.ConfigDict(dict(
@@ -170,6 +184,7 @@ def get_config() -> ml_collections.ConfigDict:
         sleep_per_step=0.0,                # seconds; slows the loop (signal / kill tests)
         pause_after_step=-1,               # >= 1: after that step (and its checkpoint) wait for a
                                            # stop signal (kill / SIGTERM tests: a known step)
+        raise_after_step=-1,               # >= 1: raise right after that step's save (crash test)
     ))
     c.lock()
     return c

@@ -29,6 +29,7 @@ def get_config():
     c.stage = "image"
     c.model.unet.use_motion_module = False
     c.model.unet.remat_policy = "full"
+    c.model.unet.attention_implementation = "auto"  # splash on TPU, cuDNN on GPU (bf16), chunked elsewhere
     c.model.num_frames = 1
     c.model.ica.k_max = 0
     c.model.ica.generation_k = 0
@@ -46,4 +47,8 @@ def get_config():
     c.optimizer.warmup_steps = 1000
     c.train.num_steps = 60_000
     c.init.pretrained = "checkpoints/pretrained_sd15"
+    # the method's inference settings for the periodic samples
+    c.sample.sampler = "euler"
+    c.sample.num_steps = 25
+    c.sample.guidance_scale = 5.0
     return c

@@ -130,6 +130,7 @@ def get_config(variant: str = "image"):
     c.checkpoint.max_to_keep = 2
     # A minutes-long run is far from a converged sampler: one DDIM step from t = 999 (trailing
     # spacing), i.e. the model's x0 estimate, with x0 clipped to the pixel range, no CFG.
+    c.sample.sampler = "ddim"
     c.sample.num_steps = 1
     c.sample.timestep_spacing = "trailing"
     c.sample.clip_denoised = 1.0

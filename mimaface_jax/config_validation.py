@@ -20,6 +20,31 @@ AUTOENCODERS = ("vae", "space_to_depth")
 DATA_SOURCES = ("synth", "tfds")
 DTYPES = ("float32", "bfloat16", "float16")
 MOTION_LAYOUTS = ("facemesh", "synth-v1")
+SAMPLERS = ("euler", "ddim")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def _attention_problems(u) -> list[str]:
+    """``model.unet.attention_*``: the kernel name, chunk sizes and splash block sizes."""
+    from mimaface_jax.models.attention import IMPLEMENTATIONS
+
+    p = []
+    if u.attention_implementation not in IMPLEMENTATIONS:
+        p.append(f"model.unet.attention_implementation={u.attention_implementation!r}: expected one of "
+                 f"{IMPLEMENTATIONS}")
+    if u.attention_min_seq_len < 0:
+        p.append(f"model.unet.attention_min_seq_len={u.attention_min_seq_len} must be >= 0")
+    for key in ("attention_chunk_q", "attention_chunk_kv"):
+        if u[key] < 1:
+            p.append(f"model.unet.{key}={u[key]} must be >= 1")
+    blocks = ("attention_splash_block_q", "attention_splash_block_kv", "attention_splash_block_kv_compute")
+    for key in blocks:
+        if u[key] < 128 or u[key] % 128:
+            p.append(f"model.unet.{key}={u[key]} must be a positive multiple of 128 (TPU lanes)")
+    if u.attention_splash_block_kv_compute > 0 and u.attention_splash_block_kv % u.attention_splash_block_kv_compute:
+        p.append(f"model.unet.attention_splash_block_kv={u.attention_splash_block_kv} must be a multiple of "
+                 f"attention_splash_block_kv_compute={u.attention_splash_block_kv_compute}")
+    return p
 
 
 class ConfigError(ValueError):
@@ -99,6 +124,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         if w % u.norm_num_groups:
             p.append(f"model.unet.block_out_channels has {w}, not divisible by "
                      f"model.unet.norm_num_groups={u.norm_num_groups}")
+    p.extend(_attention_problems(u))
 
     d = c.data
     if d.source not in DATA_SOURCES:
@@ -164,6 +190,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
                  f"{c.checkpoint.max_to_keep} must be >= 1")
     if c.sample.guidance_scale < 0 or c.sample.num_steps < 1:
         p.append("sample.guidance_scale must be >= 0 and sample.num_steps >= 1")
+    if c.sample.sampler not in SAMPLERS:
+        p.append(f"sample.sampler={c.sample.sampler!r}: expected one of {SAMPLERS}")
+    if c.sample.timestep_spacing not in TIMESTEP_SPACINGS:
+        p.append(f"sample.timestep_spacing={c.sample.timestep_spacing!r}: expected one of {TIMESTEP_SPACINGS}")
+    if c.sample.clip_denoised > 0 and c.sample.sampler != "ddim" and c.model.prediction_type != "sample":
+        p.append(f"sample.clip_denoised={c.sample.clip_denoised} with sample.sampler={c.sample.sampler!r} needs "
+                 f"model.prediction_type='sample' (it is {c.model.prediction_type!r}); use the ddim sampler")
+    if c.init.stage1_weights not in ("ema", "raw"):
+        p.append(f"init.stage1_weights={c.init.stage1_weights!r}: expected 'ema' or 'raw'")
+    if ae.latents not in ("sample", "mean"):
+        p.append(f"autoencoder.latents={ae.latents!r}: expected 'sample' (posterior draw) or 'mean'")
+    if d.use_cache and c.sample.num_videos > 0:
+        p.append("data.use_cache=True with sample.num_videos > 0: the encoder cache holds no source pixels "
+                 "for the held-out sample videos; set sample.num_videos=0 for cached runs and sample a "
+                 "checkpoint of the run in a run without the cache")
     if p:
         raise ConfigError("invalid config " + repr(c.name) + ":\n  - " + "\n  - ".join(p))
 

@@ -37,12 +37,15 @@ def main(argv):
 
     multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from mimaface_jax.config_validation import ConfigError
+    from mimaface_jax.importers.pretrained_store import PretrainedStoreError
     from mimaface_jax.training import loop
 
     try:
         return loop.run(_CONFIG.value, _WORKDIR.value)
-    except ConfigError as err:
-        print(f"[train] {err}", file=sys.stderr, flush=True)
+    except (ConfigError, PretrainedStoreError) as err:
+        # config / data / pretrained-store problems: the message says which key and what to
+        # do; a traceback would only hide it
+        print(f"[train] error: {err}", file=sys.stderr, flush=True)
         return 2
 
 

@@ -76,13 +76,17 @@ def restore(manager: ocp.CheckpointManager, step: int, state_abstract: dict) -> 
     return restored[STATE], processes[jax.process_index()]
 
 
-def restore_params_only(directory: str | os.PathLike) -> tuple[int, dict]:
-    """(step, {name: numpy array}) of the latest checkpoint's trainable + frozen parameters.
+def restore_params_only(directory: str | os.PathLike, weights: str = "ema") -> tuple[int, dict]:
+    """(step, {name: numpy array}) of the latest checkpoint's model parameters: the frozen ones
+    plus the trained ones, as their EMA (``weights="ema"``; the raw ones when the run kept no
+    EMA) or raw (``"raw"``).
 
     Starts stage 2 from a stage-1 run: the structure is read from the checkpoint itself and
     the arrays come back whole on the host (fine up to SD-1.5 size; a sharded partial restore
     would be the next step for larger models).
     """
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"restore_params_only: weights={weights!r}, expected 'ema' or 'raw'")
     directory = Path(directory).expanduser().absolute()
     if (directory / "checkpoints").is_dir():
         directory = directory / "checkpoints"
@@ -92,5 +96,6 @@ def restore_params_only(directory: str | os.PathLike) -> tuple[int, dict]:
         raise FileNotFoundError(f"{directory} holds no finished checkpoint (init.stage1_checkpoint)")
     with ocp.StandardCheckpointer() as checkpointer:
         state = checkpointer.restore(directory / str(step) / STATE)
-    params = {**state["frozen"], **state["trainable"]}
+    trained = state["ema"] if weights == "ema" and state.get("ema") else state["trainable"]
+    params = {**state["frozen"], **trained}
     return step, {k: np.asarray(v) for k, v in params.items()}

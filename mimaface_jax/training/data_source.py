@@ -29,13 +29,13 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from mimaface_jax.config_validation import parse_mixture
+from mimaface_jax.config_validation import ConfigError, parse_mixture
 
 PIXEL_KEYS = ("frames", "condition", "source")
 CACHED_KEYS = ("latent_moments", "cond_moments", "source_clip_tokens")
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError):
     """The data section of the config does not match what is on disk."""
 
 

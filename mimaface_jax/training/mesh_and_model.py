@@ -17,6 +17,7 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -158,6 +159,31 @@ def init_autoencoder(config, model: Model, mesh: Mesh, rules) -> dict:
     _, _, ae_factory = model_factories(config)
     with use_rules(mesh, rules):
         return jax.jit(lambda: flatten_state(nnx.state(ae_factory())), out_shardings=model.ae_shardings)()
+
+
+def load_autoencoder(config, model: Model, mesh: Mesh, rules, log=print) -> dict:
+    """The frozen autoencoder exactly as a run uses it, on a fresh start AND on resume.
+
+    A KL-VAE comes from ``init.pretrained`` when the config names one (its ``vae``
+    component); otherwise (space-to-depth has no parameters, or a test's random VAE) the
+    seeded init of :func:`init_autoencoder`, which is the same on every call. The autoencoder
+    is not part of the train state, so a resumed run must rebuild it this way; the trainer
+    also checks :func:`fingerprint` against the one written at the run's start.
+    """
+    ae = init_autoencoder(config, model, mesh, rules)
+    if config.init.pretrained and config.autoencoder.kind == "vae":
+        from mimaface_jax.training import pretrained_init
+
+        ae = pretrained_init.load_autoencoder(config, model, ae, log)
+    return ae
+
+
+def fingerprint(params: dict) -> dict[str, list[float]]:
+    """``{name: [sum, sum of squares]}`` (float64 on the host) of each array: a cheap digest
+    that tells whether two runs use the same frozen weights."""
+    sums = jax.jit(lambda p: {n: (jnp.sum(x.astype(jnp.float32)), jnp.sum(jnp.square(x.astype(jnp.float32))))
+                              for n, x in p.items()})(params)
+    return {n: [float(a), float(b)] for n, (a, b) in sorted(jax.device_get(sums).items())}
 
 
 def param_bytes(abstract: dict[str, jax.ShapeDtypeStruct]) -> tuple[int, int]:

@@ -11,6 +11,8 @@ import re
 
 import optax
 
+from mimaface_jax.config_validation import ConfigError
+
 # image stage: the U-Net and MIA (and CLIP when model.clip.trainable)
 IMAGE_TRAINABLE = r"^(unet|mia)\."
 IMAGE_TRAINABLE_WITH_CLIP = r"^(unet|mia|clip)\."
@@ -32,10 +34,10 @@ def split_trainable(names, config) -> tuple[list[str], list[str]]:
     try:
         regex = re.compile(pattern)
     except re.error as err:
-        raise ValueError(f"optimizer.trainable={pattern!r} is not a valid regex: {err}") from err
+        raise ConfigError(f"optimizer.trainable={pattern!r} is not a valid regex: {err}") from err
     trainable = [n for n in names if regex.search(n)]
     if not trainable:
-        raise ValueError(f"optimizer.trainable={pattern!r} (stage {config.stage!r}) selects no parameter; "
+        raise ConfigError(f"optimizer.trainable={pattern!r} (stage {config.stage!r}) selects no parameter; "
                          f"names look like {list(names)[:3]}")
     chosen = set(trainable)
     return trainable, [n for n in names if n not in chosen]

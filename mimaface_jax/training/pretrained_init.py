@@ -61,6 +61,21 @@ def restore_component(path: Path, component: str, wanted: dict[str, jax.ShapeDty
     return {n: v.astype(wanted[n].dtype) if v.dtype != wanted[n].dtype else v for n, v in out.items()}
 
 
+def load_autoencoder(config, model: Model, ae_params: dict, log=print) -> dict:
+    """``ae_params`` with every array of the store's ``vae`` component (all must be there)."""
+    path = Path(config.init.pretrained).expanduser().absolute()
+    components = read_meta(path)["components"]
+    if "vae" not in components:
+        raise PretrainedStoreError(f"init.pretrained={path} has no 'vae' component (it has {components})")
+    got = restore_component(path, "vae", dict(model.ae_abstract))
+    missing = sorted(set(model.ae_abstract) - set(got))
+    if missing:
+        raise PretrainedStoreError(f"init.pretrained={path}: the vae lacks {len(missing)} arrays of the "
+                                   f"model's autoencoder, e.g. {missing[:3]}")
+    log(f"init: vae ({len(got)} arrays) from {path}")
+    return {**ae_params, **got}
+
+
 def load_pretrained(config, model: Model, params: dict, ae_params: dict, log=print) -> tuple[dict, dict]:
     """``params`` / ``ae_params`` with every array the checkpoint has replaced (see module doc)."""
     path = Path(config.init.pretrained).expanduser().absolute()
@@ -81,15 +96,7 @@ def load_pretrained(config, model: Model, params: dict, ae_params: dict, log=pri
         log(f"init: {len(got)} {component} arrays from {path}"
             + (f"; {len(missing)} not in it keep their init (e.g. {missing[:2]})" if missing else ""))
     if config.autoencoder.kind == "vae":
-        if "vae" not in components:
-            raise PretrainedStoreError(f"init.pretrained={path} has no 'vae' component (it has {components})")
-        got = restore_component(path, "vae", dict(model.ae_abstract))
-        missing = sorted(set(model.ae_abstract) - set(got))
-        if missing:
-            raise PretrainedStoreError(f"init.pretrained={path}: the vae lacks {len(missing)} arrays of the "
-                                       f"model's autoencoder, e.g. {missing[:3]}")
-        ae_params.update(got)
-        log(f"init: vae ({len(got)} arrays) from {path}")
+        ae_params = load_autoencoder(config, model, ae_params, log)
     if not loaded:
         raise PretrainedStoreError(f"init.pretrained={path}: no parameter of this model was found in it")
     return params, ae_params

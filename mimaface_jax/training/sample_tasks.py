@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimaface_jax.config_validation import parse_mixture
+from mimaface_jax.config_validation import ConfigError, parse_mixture
 from mimaface_jax.data import records, synth_render
 from mimaface_jax.data.synth_faces import SynthFaces, SynthFacesConfig, cross_reenactment
 from mimaface_jax.training import synth_source
@@ -37,7 +37,7 @@ from mimaface_jax.training import synth_source
 REAL_MASK_THRESHOLD = 8
 
 
-class SampleDataError(ValueError):
+class SampleDataError(ConfigError):
     """The held-out split cannot give the requested sample tasks."""
 
 
@@ -150,6 +150,55 @@ def self_tasks(config, count: int, frames: int) -> list[dict]:
     if not tasks:
         raise SampleDataError(f"samples: {path} split {config.sample.split!r} is empty (sample.split)")
     return tasks
+
+
+HELD_OUT_PREFERENCE = ("validation", "test", "val", "eval")
+
+
+def dataset_splits(path: str) -> list[str]:
+    """The split names of a built TFDS dataset folder."""
+    info = json.loads((Path(path) / "dataset_info.json").read_text())
+    return [s["name"] for s in info.get("splits", [])]
+
+
+def sample_dataset(config) -> str:
+    """The dataset folder the samples read: the first SynthFaces set of ``data.mixture`` (cross
+    reenactment), else its first dataset (self reenactment)."""
+    paths = _mixture_paths(config)
+    for path, metadata in paths:
+        if metadata.get(records.META_FORMAT) == records.STORED_MOTION_FORMAT and "generator" in metadata:
+            return path
+    return paths[0][0]
+
+
+def resolve_splits(config, workdir: Path, log=print) -> None:
+    """Checks, before anything is compiled, that the splits the run reads exist: ``data.split``
+    in every dataset of the mixture (else :class:`DataConfigError` naming the splits there are)
+    and ``sample.split`` where the samples come from. A missing sample split is replaced by an
+    existing held-out one (``config.sample.split`` changes, with a log line); with none, an
+    error. The synthetic source renders its own train / validation splits."""
+    from mimaface_jax.training.data_source import DataConfigError
+
+    if config.data.source != "tfds":
+        return
+    for path, _ in _mixture_paths(config):
+        splits = dataset_splits(path)
+        if config.data.split not in splits:
+            raise DataConfigError(f"data.split={config.data.split!r}: {path} has no such split (it has {splits})")
+    if config.sample.num_videos <= 0:
+        return
+    path = sample_dataset(config)
+    splits = dataset_splits(path)
+    if config.sample.split in splits:
+        return
+    held_out = [s for s in HELD_OUT_PREFERENCE if s in splits and s != config.data.split]
+    held_out += sorted(s for s in splits if s not in held_out and s != config.data.split)
+    if not held_out:
+        raise DataConfigError(f"sample.split={config.sample.split!r}: {path} has no such split and no other "
+                              f"held-out split (it has {splits}); build one, or set sample.num_videos=0")
+    log(f"samples: {path} has no split {config.sample.split!r}; using its held-out split {held_out[0]!r} "
+        f"instead (sample.split; it has {splits})")
+    config.sample.split = held_out[0]
 
 
 def held_out_tasks(config, workdir: Path, count: int, frames: int) -> tuple[list[dict], str]:

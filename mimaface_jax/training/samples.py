@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mimaface_jax.data.synth_faces import motion_mask
-from mimaface_jax.diffusion.samplers import ddim_sample
+from mimaface_jax.diffusion.samplers import ddim_sample, euler_sample
 from mimaface_jax.diffusion.schedule import NoiseSchedule
 from mimaface_jax.face.media_io import write_image, write_video
 from mimaface_jax.models import mimaface
@@ -106,8 +106,9 @@ def make_clip_generator(config, model, mesh):
         denoise = mimaface.denoise_fn(net, cond, scale)
         if limit > 0:
             denoise = clip_denoised(denoise, mc.schedule, limit)
-        x = ddim_sample(denoise, noise, mc.schedule, config.sample.num_steps,
-                        timestep_spacing=config.sample.timestep_spacing)
+        sampler = ddim_sample if config.sample.sampler == "ddim" else euler_sample
+        x = sampler(denoise, noise, mc.schedule, config.sample.num_steps,
+                    timestep_spacing=config.sample.timestep_spacing)
         x = x[:, k:]  # the current frames (B, F, h, w, C)
         b, f = x.shape[:2]
         pixels = ae.decode(x.reshape(b * f, *x.shape[2:]) / ae.scaling_factor)
@@ -189,7 +190,7 @@ def write_samples(config, model, state, ae_params, workdir: Path, mesh, rules, l
         "mean_psnr_motion_mask": float(np.nanmean([r["psnr_motion_mask"] for r in rows])),
         "mean_psnr_motion_mask_copy_source": float(np.nanmean([r["psnr_motion_mask_copy_source"] for r in rows])),
         "params": "ema" if use_ema else "raw",
-        "sampler": {"kind": "ddim", "steps": config.sample.num_steps, "guidance_scale": config.sample.guidance_scale,
+        "sampler": {"kind": config.sample.sampler, "steps": config.sample.num_steps, "guidance_scale": config.sample.guidance_scale,
                     "clip_denoised": config.sample.clip_denoised, "timestep_spacing": config.sample.timestep_spacing,
                     "ica_generation_k": mc.ica.generation_k if mc.ica.k_max else 0,
                     "source_as_context": bool(config.sample.source_as_context)},

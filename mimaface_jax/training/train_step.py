@@ -83,16 +83,21 @@ def encode_frames(ae, frames: jax.Array, rng: jax.Array | None) -> jax.Array:
     return z.reshape(b, s, *z.shape[1:])
 
 
-def cached_latents(moments: jax.Array, scaling_factor: float, rng: jax.Array) -> jax.Array:
-    """Cached VAE moments (B, S, h, w, 2C) -> a scaled latent sample (B, S, h, w, C)."""
+def cached_latents(moments: jax.Array, scaling_factor: float, rng: jax.Array | None) -> jax.Array:
+    """Cached VAE moments (B, S, h, w, 2C) -> scaled latents (B, S, h, w, C): a posterior
+    sample, or its mean when ``rng`` is None."""
     mean, logvar = jnp.split(moments.astype(jnp.float32), 2, axis=-1)
-    return sample_latent(mean, logvar, rng) * scaling_factor
+    return (mean if rng is None else sample_latent(mean, logvar, rng)) * scaling_factor
 
 
 def model_batch(config, model: Model, ae_params: dict, batch: dict, rng: jax.Array) -> dict:
     """Train-step batch -> the batch of ``mimaface.loss`` (latents, condition latents, CLIP
     input or cached CLIP tokens)."""
     r1, r2 = jax.random.split(rng)
+    # autoencoder.latents: a posterior draw per step ("sample") or the mean; space-to-depth is exact
+    stochastic = config.autoencoder.kind == "vae" and config.autoencoder.latents == "sample"
+    if not stochastic:
+        r1 = r2 = None
     if config.data.use_cache:
         scale = config.autoencoder.scaling_factor
         return {"latents": cached_latents(batch["latent_moments"], scale, r1),
@@ -100,10 +105,9 @@ def model_batch(config, model: Model, ae_params: dict, batch: dict, rng: jax.Arr
                 "source_clip_tokens": batch["source_clip_tokens"],
                 "motion": batch["motion"], "identity": batch["identity"]}
     ae = model.ae_spec.merge(ae_params)
-    stochastic = config.autoencoder.kind == "vae"
     out = {
-        "latents": encode_frames(ae, batch["frames"], r1 if stochastic else None),
-        "cond_latents": encode_frames(ae, batch["condition"], r2 if stochastic else None),
+        "latents": encode_frames(ae, batch["frames"], r1),
+        "cond_latents": encode_frames(ae, batch["condition"], r2),
         "motion": batch["motion"],
         "identity": batch["identity"],
     }
