@@ -9,7 +9,12 @@ EMA + batch, temporaries = activations and gradients under the config's remat po
 table replaces this bench's section of BENCHMARKS.md.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
-        .venv/bin/python bench/train_step_sd15.py [--stages video,image] [--write]
+        .venv/bin/python bench/train_step_sd15.py [--stages video,image] \\
+        [--attention xla,chunked] [--remat full,none] [--min-seq-len 256,512] [--write]
+
+``--attention`` / ``--remat`` / ``--min-seq-len`` are comma-separated sweeps (every
+combination is compiled; "config" = the config's own value). On the CPU backend ``auto`` is
+``chunked``; ``splash`` and ``cudnn`` cannot be compiled for CPU devices.
 
 The CPU backend's buffer assignment stands in for an accelerator's: the numbers show how the
 state divides over fsdp and how large the step's working set is, not a TPU/GPU's exact usage.
@@ -41,7 +46,7 @@ device, before expecting these configs to fit an 80 GB device.
 """
 
 
-def load_config(stage: str):
+def load_config(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config"):
     spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / f"{CONFIGS[stage]}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -50,16 +55,29 @@ def load_config(stage: str):
     c.data.global_batch_size = 8
     if stage == "video":
         c.init.stage1_checkpoint = tempfile.mkdtemp()  # validated to exist; nothing is read
+    if attention != "config":
+        c.model.unet.attention_implementation = attention
+    if remat != "config":
+        c.model.unet.remat_policy = remat
+    if min_seq_len != "config":
+        c.model.unet.attention_min_seq_len = int(min_seq_len)
     return c
 
 
-def analyse(stage: str) -> dict:
+def analyse(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config") -> dict:
     import jax
 
     from mimaface_jax.config_validation import validate
+    from mimaface_jax.models.attention import resolve_implementation
     from mimaface_jax.training import mesh_and_model, optimizer, train_step
+    from mimaface_jax.training.model_config import dtype_of
 
-    c = load_config(stage)
+    c = load_config(stage, attention, remat, min_seq_len)
+    u = c.model.unet
+    kernel = resolve_implementation(u.attention_implementation, jax.default_backend(),
+                                    dtype_of(c.precision.compute_dtype))
+    if kernel == "chunked":
+        kernel += f" {u.attention_chunk_q}x{u.attention_chunk_kv}"
     validate(c, jax.device_count())
     mesh, rules = mesh_and_model.build_mesh(c)
     model = mesh_and_model.abstract_model(c, mesh, rules)
@@ -84,6 +102,7 @@ def analyse(stage: str) -> dict:
         "state_total": total, "state_per_device": per_device,
         "batch": f"{c.data.global_batch_size} x {s} frames x {c.data.resolution}^2",
         "remat": c.model.unet.remat_policy, "dtype": c.precision.compute_dtype,
+        "attention": u.attention_implementation, "kernel": kernel, "min_seq_len": u.attention_min_seq_len,
         "argument": mem.argument_size_in_bytes, "output": mem.output_size_in_bytes,
         "alias": mem.alias_size_in_bytes, "temp": mem.temp_size_in_bytes,
         "code": mem.generated_code_size_in_bytes,
@@ -93,16 +112,42 @@ def analyse(stage: str) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
-    head = ("| config | params (trainable) | global batch | remat / compute | train state total -> per device "
-            "| per-device arguments | outputs (aliased) | temporaries | FLOPs per device per step | lower / compile |")
-    lines = [head, "|" + "---|" * 10]
+def state_table(rows: list[dict]) -> str:
+    """One line per stage: what the state and batch are (the same for every sweep row)."""
+    head = ("| config | params (trainable) | global batch | compute | train state total -> per device "
+            "| outputs (aliased) |")
+    lines = [head, "|" + "---|" * 6]
+    seen = set()
     for r in rows:
+        if r["config"] in seen:
+            continue
+        seen.add(r["config"])
         lines.append(
             f"| {r['config']} | {r['params'] / 1e9:.3f} B ({r['trainable'] / 1e6:.0f} M) | {r['batch']} "
-            f"| {r['remat']} / {r['dtype']} | {r['state_total'] / GIB:.2f} GiB -> {r['state_per_device'] / GIB:.2f} GiB "
-            f"| {r['argument'] / GIB:.2f} GiB | {r['output'] / GIB:.2f} GiB ({r['alias'] / GIB:.2f}) "
-            f"| {r['temp'] / GIB:.2f} GiB | {r['flops'] / 1e12:.2f} TFLOP | {r['lower_s']:.0f} s / {r['compile_s']:.0f} s |")
+            f"| {r['dtype']} | {r['state_total'] / GIB:.2f} GiB -> {r['state_per_device'] / GIB:.2f} GiB "
+            f"| {r['output'] / GIB:.2f} GiB ({r['alias'] / GIB:.2f}) |")
+    return "\n".join(lines)
+
+
+def _baseline(rows: list[dict], r: dict) -> dict | None:
+    """The plain-attention row of the same stage and remat policy (the FLOP reference)."""
+    for b in rows:
+        if b["config"] == r["config"] and b["remat"] == r["remat"] and b["kernel"] == "xla":
+            return b
+    return None
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| config | attention (kernel) | min_seq_len | remat | per-device arguments | temporaries "
+            "| FLOPs per device per step | FLOPs / plain's | lower / compile |")
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        base = _baseline(rows, r)
+        ratio = f"{r['flops'] / base['flops']:.3f}" if base else "-"
+        lines.append(
+            f"| {r['config']} | {r['attention']} ({r['kernel']}) | {r['min_seq_len']} | {r['remat']} "
+            f"| {r['argument'] / GIB:.2f} GiB | {r['temp'] / GIB:.2f} GiB | {r['flops'] / 1e12:.2f} TFLOP "
+            f"| {ratio} | {r['lower_s']:.0f} s / {r['compile_s']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -114,12 +159,16 @@ allocated) and compiled by XLA for 8 fake CPU devices (mesh data=1, fsdp=8, tens
 `compiled.memory_analysis()` / `compiled.cost_analysis()` report them for ONE device's
 program. Train state = fp32 params + AdamW moments of the trainable params + EMA; "arguments"
 adds the device's batch shard; outputs alias the donated state. Temporaries are the
-activations / gradients under the config's remat policy (CPU buffer assignment; an
-accelerator's differs in detail). FLOPs are XLA's count for one step of one device (forward +
-backward + optimizer). Measured on {platform.processor() or platform.machine()} (CPU backend;
-compile time is for this loaded 2-core machine).
+activations / gradients under the remat policy (CPU buffer assignment; an accelerator's
+differs in detail). FLOPs are XLA's count for one step of one device (forward + backward +
+optimizer); "FLOPs / plain's" divides by the `xla` row of the same stage and remat policy.
+On the CPU backend the configs' `auto` resolves to `chunked`. Measured on
+{platform.processor() or platform.machine()} (CPU backend; compile time is for this loaded
+2-core machine).
 
 Command: `{command}`
+
+{state_table(rows)}
 
 {table(rows)}
 {NOTE}"""
@@ -139,12 +188,32 @@ def write_section(text: str, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="video,image", help="comma-separated: video, image")
+    parser.add_argument("--attention", default="xla,chunked",
+                        help="comma-separated attention implementations (or 'config'); CPU: xla, chunked, auto")
+    parser.add_argument("--remat", default="config", help="comma-separated remat policies (or 'config')")
+    parser.add_argument("--min-seq-len", default="config", help="comma-separated attention_min_seq_len values "
+                        "(or 'config')")
     parser.add_argument("--write", action="store_true", help="replace this bench's section of BENCHMARKS.md")
     args = parser.parse_args(argv)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    from mimaface_jax.models.unet_config import REMAT_POLICIES
+
+    def split(text):
+        return [x.strip() for x in text.split(",") if x.strip()]
+
+    stages, attentions, remats, min_seq_lens = (split(x) for x in (args.stages, args.attention, args.remat,
+                                                                     args.min_seq_len))
     bad = [s for s in stages if s not in CONFIGS]
     if bad:
         parser.error(f"--stages: unknown {bad}; choose from {list(CONFIGS)}")
+    bad = [a for a in attentions if a not in ("config", "xla", "chunked", "auto")]
+    if bad:
+        parser.error(f"--attention: {bad} cannot be compiled for CPU devices; choose from config, xla, chunked, auto")
+    bad = [r for r in remats if r != "config" and r not in REMAT_POLICIES]
+    if bad:
+        parser.error(f"--remat: unknown {bad}; choose from config, {', '.join(REMAT_POLICIES)}")
+    bad = [m for m in min_seq_lens if m != "config" and not (m.isdigit())]
+    if bad:
+        parser.error(f"--min-seq-len: {bad} are not non-negative integers (or 'config')")
     import jax
 
     if jax.device_count() != 8:
@@ -153,12 +222,17 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for stage in stages:
-        print(f"[bench] {CONFIGS[stage]}: lowering and compiling ...", flush=True)
-        rows.append(analyse(stage))
-        print(table(rows[-1:]), flush=True)
+        for attention in attentions:
+            for remat in remats:
+                for min_seq_len in min_seq_lens:
+                    print(f"[bench] {CONFIGS[stage]} attention={attention} remat={remat} "
+                          f"min_seq_len={min_seq_len}: lowering and compiling ...", flush=True)
+                    rows.append(analyse(stage, attention, remat, min_seq_len))
+                    print(table(rows[-1:]), flush=True)
     flags = os.environ.get("XLA_FLAGS", "")
     command = (f"XLA_FLAGS='{flags}' JAX_PLATFORMS=cpu .venv/bin/python bench/train_step_sd15.py "
-               f"--stages {','.join(stages)} --write")
+               f"--stages {','.join(stages)} --attention {','.join(attentions)} --remat {','.join(remats)} "
+               f"--min-seq-len {','.join(min_seq_lens)} --write")
     text = section(rows, command)
     print(text)
     if args.write:

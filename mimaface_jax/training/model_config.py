@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from mimaface_jax.data.synth_motion import synth_layout
 from mimaface_jax.diffusion.schedule import ScheduleConfig
 from mimaface_jax.face.motion_layout import MotionLayout, facemesh_layout
-from mimaface_jax.models.attention import AttentionConfig
+from mimaface_jax.models.attention import AttentionConfig, describe_choice
 from mimaface_jax.models.clip_vision import CLIPVisionConfig
 from mimaface_jax.models.ica import ICAConfig
 from mimaface_jax.models.mia import MIAConfig
@@ -41,10 +44,33 @@ def latent_downsample(config) -> int:
     return 2 ** (len(ae.vae_block_out_channels) - 1)
 
 
+def attention_config(config) -> AttentionConfig:
+    """The ``AttentionConfig`` of ``model.unet.attention_*`` (shared by U-Net, MIA and CLIP).
+
+    The kernel it means on this backend (``"auto"`` resolved) is logged once per process, here
+    where the model config is built, not per layer.
+    """
+    u = config.model.unet
+    attention = AttentionConfig(
+        implementation=u.attention_implementation, min_seq_len=u.attention_min_seq_len,
+        chunk_q=u.attention_chunk_q, chunk_kv=u.attention_chunk_kv,
+        splash_block_q=u.attention_splash_block_q, splash_block_kv=u.attention_splash_block_kv,
+        splash_block_kv_compute=u.attention_splash_block_kv_compute,
+    )
+    line = describe_choice(attention, jax.default_backend(), dtype_of(config.precision.compute_dtype))
+    if line not in _LOGGED_ATTENTION_CHOICES:
+        _LOGGED_ATTENTION_CHOICES.add(line)
+        logging.getLogger(__name__).info(line)
+    return attention
+
+
+_LOGGED_ATTENTION_CHOICES: set[str] = set()
+
+
 def mimaface_config(config) -> MIMAFaceConfig:
     """The ``MIMAFaceConfig`` of a training config (raises ``ValueError`` naming the field)."""
     u, m, cl, ica = config.model.unet, config.model.mia, config.model.clip, config.model.ica
-    attention = AttentionConfig(implementation=u.attention_implementation, min_seq_len=u.attention_min_seq_len)
+    attention = attention_config(config)
     lat = latent_channels(config)
     unet = UNetConfig(
         in_channels=3 * lat + 1, pretrained_in_channels=lat, out_channels=lat,
