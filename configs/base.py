@@ -130,7 +130,6 @@ def get_config() -> ml_collections.ConfigDict:
         use_cache=False,                   # cached VAE moments + CLIP tokens (model.clip.enabled=False)
         flip_prob=0.5,                     # horizontal flips (0 with use_cache)
         num_workers=8,
-        prefetch=2,
     ))
 
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))

@@ -11,16 +11,14 @@ part (one U-Net level, one CLIP / mapper layer) at 32x32: the training-mechanics
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
+
+from mimaface_jax.config_files import load_module
 
 
 def _load_base():
     """configs/base.py, loaded by path (config files are loaded by path, not as a package)."""
-    spec = importlib.util.spec_from_file_location("mimaface_configs_base", pathlib.Path(__file__).with_name("base.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(pathlib.Path(__file__).with_name("base.py"))
 
 
 base = _load_base()

@@ -26,12 +26,9 @@ from xla_flags import flags  # tests/ is on sys.path (tests/conftest.py)
 
 def load_config(name, *args):
     """``configs/<name>.py``'s ``get_config(*args)`` (config files are loaded by path)."""
-    import importlib.util
+    from mimaface_jax.config_files import load_config as load_config_file
 
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+    return load_config_file(REPO / "configs" / f"{name}.py", *args)
 
 
 def command(workdir, *overrides, variant="image_min", extra_flags=(), tensorboard=False):

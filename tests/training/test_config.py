@@ -1,20 +1,17 @@
 """Config files load, and config_validation names the key of every inconsistency."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from mimaface_jax.config_files import load_config
 from mimaface_jax.config_validation import ConfigError, validate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def load(name, *args):
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+    return load_config(CONFIGS / f"{name}.py", *args)
 
 
 def test_shipped_configs_are_valid(tmp_path):
