@@ -176,3 +176,29 @@ def motion_mask(frame: np.ndarray, source: np.ndarray, threshold: int = 0,
         flat = np.stack([cv2.dilate(m, kernel) for m in flat])
         mask = flat.reshape(mask.shape).astype(bool)
     return mask
+
+
+# -- files for ``python -m mimaface_jax.animate`` (a SynthFaces model's source and driving) --
+
+PERSON_FILE_KIND = "synthfaces-person"
+
+
+def export_person(faces: SynthFaces, identity_id: int, path: str, video_idx: int = 0) -> str:
+    """Writes the ``.npz`` that ``animate --source`` takes for a SynthFaces model: the generator
+    config (JSON) and identity id (the person is rebuilt exactly from them), its identity code,
+    and its own motion in the first frame of video ``video_idx`` (the source frame)."""
+    import json
+
+    np.savez(path, kind=np.asarray(PERSON_FILE_KIND), generator=np.asarray(json.dumps(dataclasses.asdict(faces.config))),
+             identity_id=np.int64(identity_id), identity_code=faces.identity(identity_id).identity_code,
+             source_motion=faces.motion(identity_id, video_idx)[0])
+    return path
+
+
+def export_motion(faces: SynthFaces, identity_id: int, path: str, video_idx: int = 0) -> str:
+    """Writes the ``.npz`` that ``animate --driving`` takes: the motion (T, 14) of one video of a
+    person, its fps and layout (JSON)."""
+    motion = faces.motion(identity_id, video_idx)
+    np.savez(path, motion=motion, found=np.ones(len(motion), bool), fps=np.float32(faces.config.fps),
+             layout=np.asarray(faces.layout.to_json()))
+    return path

@@ -64,7 +64,7 @@ class GenerationSettings:
     def from_config(cls, config, **overrides) -> "GenerationSettings":
         """A training config's ``sample`` section (+ ``seed``), with ``overrides`` (None = keep)."""
         s = config.sample
-        values = dict(sampler=str(s.get("sampler", "ddim")), num_steps=int(s.num_steps),
+        values = dict(sampler=str(s.sampler), num_steps=int(s.num_steps),
                       guidance_scale=float(s.guidance_scale), timestep_spacing=str(s.timestep_spacing),
                       clip_denoised=float(s.clip_denoised), source_as_context=bool(s.source_as_context),
                       seed=int(config.seed))
