@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -166,7 +167,7 @@ On the CPU backend the configs' `auto` resolves to `chunked`. Measured on
 {platform.processor() or platform.machine()} (CPU backend; compile time is for this loaded
 2-core machine).
 
-Command: `{command}`
+Command(s): `{command}` (then `--from-json` / `--write` to render this section)
 
 {state_table(rows)}
 
@@ -194,7 +195,19 @@ def main(argv=None) -> int:
     parser.add_argument("--min-seq-len", default="config", help="comma-separated attention_min_seq_len values "
                         "(or 'config')")
     parser.add_argument("--write", action="store_true", help="replace this bench's section of BENCHMARKS.md")
+    parser.add_argument("--json", default="", help="also save the rows here after each compile (a sweep "
+                        "killed part-way keeps what it measured)")
+    parser.add_argument("--from-json", default="", help="comma-separated JSON files of earlier runs: print / "
+                        "--write their rows (and the commands that made them) without compiling")
     args = parser.parse_args(argv)
+    if args.from_json:
+        runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",") if f.strip()]
+        rows = [r for run in runs for r in run["rows"]]
+        text = section(rows, "`; `".join(run["command"] for run in runs))
+        print(text)
+        if args.write:
+            write_section(text, REPO / "BENCHMARKS.md")
+        return 0
     from mimaface_jax.models.unet_config import REMAT_POLICIES
 
     def split(text):
@@ -220,6 +233,10 @@ def main(argv=None) -> int:
         print(f"bench/train_step_sd15.py needs 8 devices, found {jax.device_count()}: run with "
               "XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu", file=sys.stderr)
         return 2
+    flags = os.environ.get("XLA_FLAGS", "")
+    command = (f"XLA_FLAGS='{flags}' JAX_PLATFORMS=cpu .venv/bin/python bench/train_step_sd15.py "
+               f"--stages {','.join(stages)} --attention {','.join(attentions)} --remat {','.join(remats)} "
+               f"--min-seq-len {','.join(min_seq_lens)}")
     rows = []
     for stage in stages:
         for attention in attentions:
@@ -229,10 +246,8 @@ def main(argv=None) -> int:
                           f"min_seq_len={min_seq_len}: lowering and compiling ...", flush=True)
                     rows.append(analyse(stage, attention, remat, min_seq_len))
                     print(table(rows[-1:]), flush=True)
-    flags = os.environ.get("XLA_FLAGS", "")
-    command = (f"XLA_FLAGS='{flags}' JAX_PLATFORMS=cpu .venv/bin/python bench/train_step_sd15.py "
-               f"--stages {','.join(stages)} --attention {','.join(attentions)} --remat {','.join(remats)} "
-               f"--min-seq-len {','.join(min_seq_lens)} --write")
+                    if args.json:
+                        Path(args.json).write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     text = section(rows, command)
     print(text)
     if args.write:

@@ -13,6 +13,9 @@
   fp32 accumulators over 128 lanes and slices); SD-1.5's 40 / 80 / 160 are passed unpadded.
 * The logit scale is folded into ``q`` (the kernel applies none).
 * ``interpret=True`` runs the kernel in Pallas interpret mode (any backend, slow): tests only.
+* Under a mesh (``jax.set_mesh`` / ``parallel.use_rules``) the kernel runs inside
+  ``jax.shard_map`` over the activation rules' batch (and heads) axes: XLA cannot partition a
+  Pallas custom call itself and would otherwise gather the whole batch onto every device.
 * Masks other than the padding are not supported: the project's masked attention (temporal,
   ~20 frames) is always below ``min_seq_len`` and takes the plain path.
 """
@@ -40,6 +43,23 @@ def splash_attention(
     interpret: bool = False,
 ):
     """q: (B, Lq, H, D), k/v: (B, Lk, H, D) -> (B, Lq, H, D) in q.dtype."""
+    local = functools.partial(_splash_local, scale=scale, block_q=block_q, block_kv=block_kv,
+                              block_kv_compute=block_kv_compute, interpret=interpret)
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return local(q, k, v)
+    # the activation rules of parallel.use_rules (the defaults when none are set), as constrain()
+    from mimaface_jax.parallel import DEFAULT_RULES, logical_to_mesh
+    from mimaface_jax.parallel.sharding import _ACTIVE_RULES
+
+    rules = _ACTIVE_RULES.get() or DEFAULT_RULES
+    names = ("batch", None, "act_heads", None)
+    q_spec, k_spec = (logical_to_mesh(names, x.shape, dict(mesh.shape), rules) for x in (q, k))
+    return jax.shard_map(local, in_specs=(q_spec, k_spec, k_spec), out_specs=q_spec, check_vma=False)(q, k, v)
+
+
+def _splash_local(q, k, v, *, scale, block_q, block_kv, block_kv_compute, interpret):
+    """splash_attention on one device's shard (no mesh axes)."""
     from jax.experimental.pallas.ops.tpu import splash_attention as splash
 
     for name, size in (("block_q", block_q), ("block_kv", block_kv), ("block_kv_compute", block_kv_compute)):
