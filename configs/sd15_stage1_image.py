@@ -1,4 +1,4 @@
-"""Stage 1 at SD-1.5 scale: images (F = 1), U-Net + MIA (+ CLIP if made trainable) trained.
+"""Stage 1 at SD-1.5 scale: images (F = 1), U-Net + MIA + CLIP trained (the method's stage 1).
 
 512x512 frames, KL-VAE latents (64x64x4), CLIP ViT-L/14, a mixture of VoxCeleb2 / HDTF /
 CelebV-HQ (TFDS ArrayRecord built by data_pipelines/), FSDP over all devices, bf16 compute,
@@ -8,16 +8,14 @@ per-block remat. Weights start from the "pretrained" checkpoint of
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
+
+from mimaface_jax.config_files import load_module
 
 
 def _load_base():
     """configs/base.py, loaded by path (config files are loaded by path, not as a package)."""
-    spec = importlib.util.spec_from_file_location("mimaface_configs_base", pathlib.Path(__file__).with_name("base.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(pathlib.Path(__file__).with_name("base.py"))
 
 
 base = _load_base()
@@ -34,6 +32,8 @@ def get_config():
     c.model.ica.k_max = 0
     c.model.ica.generation_k = 0
     c.model.mia.motion_layout = "facemesh"
+    # The method trains the CLIP tower in stage 1 (with the U-Net and MIA).
+    c.model.clip.trainable = True
     c.autoencoder.kind = "vae"
     c.data.source = "tfds"
     c.data.tfds_data_dir = "~/tensorflow_datasets"
