@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,9 +100,13 @@ def check_output(out: str, overwrite: bool) -> None:
         raise AnimateError(f"{out}: exists; pass --overwrite to replace it")
     folder = path.absolute().parent
     if not folder.is_dir():
-        raise AnimateError(f"{folder}: the output folder does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise AnimateError(f"{folder}: the output folder is not writable")
+        raise AnimateError(f"{folder}: the output folder does not exist (or is not a folder)")
+    try:  # a real write, not permission bits (root, read-only mounts)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".animate-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise AnimateError(f"{folder}: the output folder is not writable ({err.strerror})") from None
 
 
 class Progress:
@@ -202,6 +207,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
                         "generate_s": round(sum(c["seconds"] for c in clips), 3),
                         "clips": clips},
             "motion_layout": json.loads(loaded.layout.to_json()),
+            "crop_transform": None if source.transform is None else np.asarray(source.transform).tolist(),
             "source_motion": source.motion.tolist(),
             "motion": [[round(float(v), 6) for v in row] for row in motion],
             "driving_found": driving.found.tolist(),

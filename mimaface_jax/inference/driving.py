@@ -42,15 +42,17 @@ class Driving:
 
 
 def _video(path: str, loaded, max_missing: float) -> Driving:
-    from mimaface_jax.face.inspect import quiet_native_stderr
-    from mimaface_jax.face.landmarks import FaceLandmarker
+    from mimaface_jax.inference.errors import quiet_mediapipe
 
     if loaded.basis is None:
         raise AnimateError(f"{path}: a driving VIDEO needs a FaceMesh model; this model's motion layout is "
                            f"{loaded.layout.version!r} (drive it with a motion file)")
     fps = media_io.video_fps(path)
-    with quiet_native_stderr(), FaceLandmarker() as landmarker:
-        track = landmarker.track_video(media_io.iter_video(path), "largest")
+    with quiet_mediapipe():
+        from mimaface_jax.face.landmarks import FaceLandmarker
+
+        with FaceLandmarker() as landmarker:
+            track = landmarker.track_video(media_io.iter_video(path), "largest")
     check_missing(track.found, max_missing, path)
     r = int(loaded.config.data.resolution)
     motion = measure(track.landmarks, track.found, r, loaded.basis, loaded.basis.num_components)

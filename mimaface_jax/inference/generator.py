@@ -21,6 +21,7 @@ outputs are replicated (any process can read them).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Callable, Iterator
 
@@ -116,6 +117,22 @@ class Clip:
     compiled: bool         # the call compiled the generation function
 
 
+# One jitted clip function per (model config, mesh, rules, settings) in the process: a new
+# generator for the same model (the next job of ``animate``, the trainer's next sample step)
+# reuses the compiled function instead of compiling it again.
+_FUNCTIONS: dict = {}
+
+
+def _function_key(config, mesh, rules, settings: GenerationSettings) -> tuple:
+    from mimaface_jax.config_validation import to_json_dict
+
+    c = to_json_dict(config)
+    model = json.dumps({k: c[k] for k in ("model", "autoencoder", "precision", "seed")}, sort_keys=True)
+    devices = tuple(int(d.id) for d in mesh.devices.flat)
+    return (model, int(config.data.resolution), devices, tuple(mesh.axis_names), tuple(mesh.devices.shape),
+            repr(rules), dataclasses.replace(settings, seed=0))  # the seed is an input
+
+
 class ClipGenerator:
     """Clip-by-clip generation with one model (see the module docstring).
 
@@ -136,7 +153,10 @@ class ClipGenerator:
         self.latent_hw = self.resolution // latent_downsample(config)
         self.latent_channels = mc.latent_channels
         self.motion_size = mc.mia.motion_layout.size
-        self._fn = self._build()
+        key = _function_key(config, mesh, rules, settings)
+        if key not in _FUNCTIONS:
+            _FUNCTIONS[key] = self._build()
+        self._fn = _FUNCTIONS[key]
 
     # ------------------------------------------------------------------------- device function
     def _build(self):
@@ -196,7 +216,8 @@ class ClipGenerator:
         return jax.jit(generate, out_shardings=replicated)
 
     def compile_count(self) -> int:
-        """How many times the clip function has been compiled (one per input shape)."""
+        """How many times the clip function has been compiled (one per input shape; shared by
+        the generators of the same model and settings in this process)."""
         return self._fn._cache_size()
 
     def run_clip(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:

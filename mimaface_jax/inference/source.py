@@ -37,15 +37,17 @@ class Source:
 
 def facemesh_source(path: str, loaded, face_index: int | None) -> Source:
     from mimaface_jax.face import align, render
-    from mimaface_jax.face.inspect import quiet_native_stderr
-    from mimaface_jax.face.landmarks import FaceLandmarker
+    from mimaface_jax.inference.errors import quiet_mediapipe
     from mimaface_jax.face.motion import MotionExtractor
     from mimaface_jax.inference.motion_track import crop_landmarks
 
     r = int(loaded.config.data.resolution)
     image = read_image(path)
-    with quiet_native_stderr(), FaceLandmarker() as landmarker:
-        face = landmarker.detect_one(image, "largest" if face_index is None else face_index, source=path)
+    with quiet_mediapipe():
+        from mimaface_jax.face.landmarks import FaceLandmarker
+
+        with FaceLandmarker() as landmarker:
+            face = landmarker.detect_one(image, "largest" if face_index is None else face_index, source=path)
     m = align.estimate_crop_transform(face.landmarks, r)
     crop = align.warp_crop(image, m, r, border="replicate")
     basis = loaded.basis

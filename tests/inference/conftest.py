@@ -115,3 +115,64 @@ def facemesh_config(data_root: pathlib.Path, num_expression: int = 4):
     c.model.mia.motion_layout = "facemesh"
     c.model.mia.num_expression = num_expression
     return c
+
+
+DRIVING_FRAMES = 10   # 2.5 clips of the tiny video model (F = 4)
+DRIVING_FPS = 20.0
+
+
+def write_video_with_audio(path, frames: np.ndarray, fps: float, seconds_of_audio: float) -> None:
+    """An H.264 mp4 with an AAC sine tone track (PyAV)."""
+    import fractions
+
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001))
+        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        for f in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        t = np.arange(int(16000 * seconds_of_audio)) / 16000.0
+        tone = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                          format="fltp", layout="mono")
+        tone.sample_rate = 16000
+        for p in a.encode(tone):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+
+
+@pytest.fixture(scope="session")
+def facemesh_bundle(tmp_path_factory):
+    """(bundle path, workdir) of a tiny FaceMesh-layout video model (random weights)."""
+    from mimaface_jax.inference.bundle import export
+
+    root = tmp_path_factory.mktemp("facemesh_model")
+    fake_facemesh_dataset(root / "data")
+    workdir = write_workdir(facemesh_config(root / "data"), root / "run", step=3)
+    export(workdir, root / "bundle", log=lambda _: None)
+    return root / "bundle", workdir
+
+
+@pytest.fixture(scope="session")
+def animate_inputs(tmp_path_factory, astronaut, kit):
+    """The astronaut as the source image; a warped-astronaut driving video (known trajectory,
+    ``DRIVING_FRAMES`` frames at ``DRIVING_FPS``) with an audio track; bad inputs."""
+    from mimaface_jax.face.media_io import write_image, write_video
+
+    root = tmp_path_factory.mktemp("animate_inputs")
+    write_image(root / "astronaut.png", astronaut)
+    frames = kit.warp_astronaut(astronaut, kit.motion_for(0, DRIVING_FRAMES))
+    write_video_with_audio(root / "driving.mp4", frames, DRIVING_FPS, DRIVING_FRAMES / DRIVING_FPS)
+    write_image(root / "no_face.png", kit.faceless_frames(1)[0])
+    write_video(root / "no_face.mp4", kit.faceless_frames(8), 25.0)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(3000))
+    return {"source": root / "astronaut.png", "driving": root / "driving.mp4", "frames": frames,
+            "num_frames": DRIVING_FRAMES, "fps": DRIVING_FPS,
+            "no_face_image": root / "no_face.png", "no_face_video": root / "no_face.mp4",
+            "empty_video": root / "empty.mp4", "corrupt_video": root / "corrupt.mp4"}
