@@ -202,3 +202,50 @@ def export_motion(faces: SynthFaces, identity_id: int, path: str, video_idx: int
     np.savez(path, motion=motion, found=np.ones(len(motion), bool), fps=np.float32(faces.config.fps),
              layout=np.asarray(faces.layout.to_json()))
     return path
+
+
+def main(argv=None) -> int:
+    """``python -m mimaface_jax.data.synth_faces --dataset DIR --out_dir OUT``: writes
+    ``person.npz`` (a held-out person, ``--person``-th of ``--split``) and ``motion.npz`` (the
+    motion of ANOTHER person, ``--driver``-th, over ``--frames`` frames) for ``animate``.
+    ``DIR``: a built SynthFaces TFDS folder (its metadata.json holds the generator config)."""
+    import argparse
+    import json
+    import os
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m mimaface_jax.data.synth_faces", description=main.__doc__)
+    p.add_argument("--dataset", required=True, help="SynthFaces TFDS version folder (with metadata.json)")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--split", default="validation", choices=SPLITS)
+    p.add_argument("--person", type=int, default=0, help="index of the source person in the split")
+    p.add_argument("--driver", type=int, default=1, help="index of the driving person in the split")
+    p.add_argument("--frames", type=int, default=0, help="driving frames (0: the dataset's video length)")
+    args = p.parse_args(argv)
+    meta_path = os.path.join(args.dataset, "metadata.json")
+    if not os.path.isfile(meta_path):
+        print(f"synth_faces: error: {meta_path}: not found (a built SynthFaces dataset folder?)", file=sys.stderr)
+        return 1
+    generator = json.loads(open(meta_path).read()).get("generator")
+    if generator is None:
+        print(f"synth_faces: error: {meta_path}: no 'generator' config (not a SynthFaces dataset)", file=sys.stderr)
+        return 1
+    config = SynthFacesConfig(**generator)
+    if args.frames:
+        config = dataclasses.replace(config, num_frames=args.frames)
+    faces = SynthFaces(config)
+    ids = faces.identity_ids(args.split)
+    if args.person == args.driver or max(args.person, args.driver) >= len(ids):
+        print(f"synth_faces: error: --person {args.person} and --driver {args.driver} must be two different "
+              f"people of the {len(ids)} in split {args.split!r}", file=sys.stderr)
+        return 1
+    os.makedirs(args.out_dir, exist_ok=True)
+    person = export_person(faces, int(ids[args.person]), os.path.join(args.out_dir, "person.npz"))
+    motion = export_motion(faces, int(ids[args.driver]), os.path.join(args.out_dir, "motion.npz"))
+    print(f"wrote {person} (person {int(ids[args.person])}) and {motion} (person {int(ids[args.driver])}'s motion, "
+          f"{config.num_frames} frames)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -176,3 +176,9 @@ def animate_inputs(tmp_path_factory, astronaut, kit):
             "num_frames": DRIVING_FRAMES, "fps": DRIVING_FPS,
             "no_face_image": root / "no_face.png", "no_face_video": root / "no_face.mp4",
             "empty_video": root / "empty.mp4", "corrupt_video": root / "corrupt.mp4"}
+
+
+@pytest.fixture(scope="session")
+def synth_workdir(tmp_path_factory):
+    """A training workdir of the tiny SynthFaces video model (``tiny.py:video_min``, random weights)."""
+    return write_workdir(load_config("tiny", "video_min"), tmp_path_factory.mktemp("synth_run") / "run")
