@@ -8,6 +8,7 @@ Multi-process (non-TPU): ``--coordinator host:port --num_processes N --process_i
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -27,6 +28,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TensorFlow (imported by clu's writer, tfds or MediaPipe when installed) logs INFO lines
+    # at start-up (oneDNN, CPU features) that read like problems; warnings and errors stay.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import jax
     from absl import logging as absl_logging
 

@@ -53,6 +53,9 @@ _SEED_MIDLINE = (1, 4, 10, 152, 0, 17, 168, 6, 2, 164, 9, 151)
 
 
 def _connections():
+    from mimaface_jax.face.mediapipe_import import restore_get_prototype
+
+    restore_get_prototype()
     from mediapipe.python.solutions import face_mesh_connections  # heavy import, kept local
 
     return face_mesh_connections

@@ -135,7 +135,9 @@ class FaceLandmarker:
     def __init__(self, static_image_mode: bool = True, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, crop_size: int = 256,
                  detect_margin: float = 2.0, track_margin: float = 1.6):
-        import mediapipe as mp  # heavy import, kept local
+        from mimaface_jax.face.mediapipe_import import import_mediapipe
+
+        mp = import_mediapipe()  # heavy import, kept local
 
         self.static_image_mode = static_image_mode
         self.crop_size = int(crop_size)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -76,6 +78,16 @@ class MultiWriter:
             w.close()
 
 
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow (for clu's writer) without its C++ INFO start-up lines (oneDNN, CPU
+    features), which a user reads as problems: ``TF_CPP_MIN_LOG_LEVEL=2`` unless set already
+    (``python -m mimaface_jax.train`` sets it at start, before anything imports TensorFlow)."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow  # noqa: F401
+
+
 def make_writer(workdir: str | Path, is_main: bool, log=print, tensorboard: bool = True) -> MetricWriter:
     """JSONL + console always; clu TensorBoard too when asked and TensorFlow is importable (logged)."""
     if not is_main:
@@ -84,6 +96,7 @@ def make_writer(workdir: str | Path, is_main: bool, log=print, tensorboard: bool
     if not tensorboard:
         log(f"metrics: {Path(workdir) / 'metrics.jsonl'} + console (train.tensorboard=False)")
     elif importlib.util.find_spec("tensorflow") is not None:
+        import_tensorflow_quietly()
         from clu import metric_writers  # needs TensorFlow
 
         writers.append(metric_writers.create_default_writer(str(workdir), just_logging=False))
