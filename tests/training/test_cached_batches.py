@@ -47,3 +47,41 @@ def test_cached_batches_feed_the_step_without_encoders():
     state_abs = train_step.abstract_state(c, model, trainable, frozen, tx, mesh)
     lowered = train_step.compile_train_step(c, model, tx, state_abs, mesh, rules)
     assert "source_clip_tokens" in str(lowered.args_info)
+
+
+def test_latents_key_chooses_posterior_mean_or_sample():
+    """autoencoder.latents: "mean" trains on the posterior means, "sample" on draws from it."""
+    c = runner.load_config("tiny", "image_min")
+    c.data.source = "tfds"
+    c.data.tfds_data_dir = "/unused"
+    c.data.use_cache = True
+    c.model.clip.enabled = False
+    c.model.clip.num_tokens, c.model.clip.hidden_size = 5, 16
+    c.autoencoder.kind = "vae"
+    c.autoencoder.vae_block_out_channels = (8, 8)
+    c.autoencoder.vae_norm_num_groups = 4
+    c.data.resolution = 16
+    c.data.global_batch_size = 8
+    mesh, rules = mesh_and_model.build_mesh(c)
+    model = mesh_and_model.abstract_model(c, mesh, rules)
+    shapes = train_step.batch_shapes(c)
+    rng = np.random.default_rng(1)
+    batch = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in shapes.items()}  # logvar ~ N(0, 1)
+    means = batch["latent_moments"][..., :4] * c.autoencoder.scaling_factor
+    c.autoencoder.latents = "mean"
+    out = train_step.model_batch(c, model, {}, batch, jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(out["latents"]), means)
+    c.autoencoder.latents = "sample"
+    out = train_step.model_batch(c, model, {}, batch, jax.random.key(0))
+    assert np.abs(np.asarray(out["latents"]) - means).mean() > 0.05
+
+
+def test_cached_run_with_samples_is_refused_before_compiling(tmp_path, compile_cache):
+    """data.use_cache has no source pixels for the held-out sample videos: the combination is
+    rejected with a message naming the keys (exit 2), before anything is built."""
+    r = runner.run(runner.command(tmp_path / "w", "--config.data.source=tfds", "--config.data.tfds_data_dir=/unused",
+                                  "--config.data.use_cache=True", "--config.model.clip.enabled=False",
+                                  "--config.autoencoder.kind=vae", "--config.sample.num_videos=2"), compile_cache)
+    assert r.returncode == 2, runner.output(r)
+    assert "data.use_cache=True with sample.num_videos > 0" in r.stderr and "Traceback" not in r.stderr
+    assert "[train] mesh" not in r.stdout
