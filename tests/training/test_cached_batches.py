@@ -9,7 +9,8 @@ import runner
 from mimaface_jax.training import mesh_and_model, optimizer, train_step
 
 
-def test_cached_batches_feed_the_step_without_encoders():
+def cached_config():
+    """image_min reading cached moments + CLIP tokens, with a tiny KL-VAE."""
     c = runner.load_config("tiny", "image_min")
     c.data.source = "tfds"
     c.data.tfds_data_dir = "/unused"            # the step only; no data is read here
@@ -21,6 +22,11 @@ def test_cached_batches_feed_the_step_without_encoders():
     c.autoencoder.vae_norm_num_groups = 4
     c.data.resolution = 16
     c.data.global_batch_size = 8              # one per device (8 in the test process)
+    return c
+
+
+def test_cached_batches_feed_the_step_without_encoders():
+    c = cached_config()
     c.optimizer.warmup_steps = 0              # the first step already has a learning rate
     mesh, rules = mesh_and_model.build_mesh(c)
     model = mesh_and_model.abstract_model(c, mesh, rules)
@@ -51,17 +57,7 @@ def test_cached_batches_feed_the_step_without_encoders():
 
 def test_latents_key_chooses_posterior_mean_or_sample():
     """autoencoder.latents: "mean" trains on the posterior means, "sample" on draws from it."""
-    c = runner.load_config("tiny", "image_min")
-    c.data.source = "tfds"
-    c.data.tfds_data_dir = "/unused"
-    c.data.use_cache = True
-    c.model.clip.enabled = False
-    c.model.clip.num_tokens, c.model.clip.hidden_size = 5, 16
-    c.autoencoder.kind = "vae"
-    c.autoencoder.vae_block_out_channels = (8, 8)
-    c.autoencoder.vae_norm_num_groups = 4
-    c.data.resolution = 16
-    c.data.global_batch_size = 8
+    c = cached_config()
     mesh, rules = mesh_and_model.build_mesh(c)
     model = mesh_and_model.abstract_model(c, mesh, rules)
     shapes = train_step.batch_shapes(c)
