@@ -4,7 +4,7 @@
         --out OUT.mp4 [--motion relative|absolute] [--driving_reference first|closest]
         [--transfer pose,expression,gaze] [--smooth N] [--face_index I] [--no_paste_back]
         [--side_by_side] [--sampler ddim|euler] [--steps N] [--guidance_scale S] [--seed N]
-        [--dtype float32|bfloat16] [--attention xla|cudnn] [--jobs FILE] [--overwrite]
+        [--dtype float32|bfloat16] [--attention xla|chunked|splash|cudnn|auto] [--jobs FILE] [--overwrite]
 
 ``--model``: a bundle from ``python -m mimaface_jax.export`` or a training workdir. A
 SynthFaces model (motion layout ``synth-v1``) takes a person file as ``--source`` and a motion
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mimaface_jax.inference.errors import AnimateError
+from mimaface_jax.models.attention import IMPLEMENTATIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--guidance_scale", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="compute dtype")
-    p.add_argument("--attention", choices=("xla", "cudnn"), default=None, help="attention implementation")
+    p.add_argument("--attention", choices=IMPLEMENTATIONS, default=None, help="attention implementation")
     p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="of a training workdir")
     p.add_argument("--step", type=int, default=None, help="checkpoint step of a training workdir")
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (exact pixels)")

@@ -20,7 +20,6 @@ it) and every parameter's name and shape against the model the code builds.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -50,11 +49,9 @@ class BundleError(ValueError):
 
 def code_config() -> ml_collections.ConfigDict:
     """This code's config with every key (``configs/base.py``), unlocked."""
-    path = Path(mimaface_jax.__file__).resolve().parents[1] / "configs" / "base.py"
-    spec = importlib.util.spec_from_file_location("mimaface_configs_base_for_bundles", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    from mimaface_jax.config_files import load_module
+
+    config = load_module(Path(mimaface_jax.__file__).resolve().parents[1] / "configs" / "base.py").get_config()
     config.unlock()
     return config
 

@@ -239,3 +239,20 @@ def test_synthfaces_person_driven_by_another_persons_motion(synth_workdir, tmp_p
     from mimaface_jax.data.synth_render import render_condition
 
     np.testing.assert_array_equal(frames[2, :, 32:64], render_condition(person, got[2], 32))
+
+
+def test_jobs_run_in_one_process_with_one_compiled_function(facemesh_bundle, animate_inputs, tmp_path, capsys):
+    from mimaface_jax.face.motion_layout import facemesh_layout
+
+    bundle, _ = facemesh_bundle
+    _motion_file(tmp_path / "drive.npz", facemesh_layout(4), frames=6)
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"# source driving out\n{animate_inputs['source']} {tmp_path / 'drive.npz'} {tmp_path / 'a.mp4'}\n"
+                    f"{animate_inputs['source']} {animate_inputs['driving']} {tmp_path / 'b.mp4'}\n")
+    code, cap = _animate(capsys, "--model", bundle, "--jobs", jobs, "--steps", "1")
+    assert code == 0, cap.err
+    assert "clip 1/2" in cap.err and "frames/s" in cap.err and "ETA" in cap.err  # progress lines
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert a["frames"] == 6 and b["frames"] == DRIVING_FRAMES
+    assert not any(c["compiled"] for c in b["timings"]["clips"])  # the second job reuses the function
