@@ -17,9 +17,12 @@ Measures, with random weights (no checkpoint or data needed):
 2. generation of one clip with CFG (F = 16 frames, k = 3 ICA context frames, the config's
    guidance scale, 25 Euler steps by default) -> seconds per generated frame.
 
-Each measurement runs in its own child process (so that each gets the whole device, its own
+Each measurement runs in its own child process (so that each gets the whole device -- 95 % of
+it for XLA's allocator unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise --, its own
 peak-memory counter, and an out-of-memory cannot poison the next); a first child only probes
-the device. Writes ``DIR/accelerator_suite.json`` and ``DIR/accelerator_suite.md``.
+the device. Order: the kernel ``auto`` picks, the generation, the other kernels, the plain
+path last; no new measurement starts after ``--budget-s`` (420 s). Writes
+``DIR/accelerator_suite.json`` and ``DIR/accelerator_suite.md``.
 
 FLOPs: ``flops_per_step`` is XLA's count for the compiled program of that implementation
 (it includes remat recompute; custom-call kernels -- cuDNN, Pallas splash -- are invisible to
@@ -439,9 +442,11 @@ def run_child(kind: str, args, implementation: str = "") -> dict:
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--child-out", str(result),
                "--implementation", implementation or "xla", *args.forward]
+        # the child gets (nearly) the whole device, as launch/single_gpu.sh gives the trainer
+        env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.95", **os.environ}
         t0 = time.perf_counter()
         try:
-            rc = subprocess.run(cmd, timeout=args.child_timeout).returncode
+            rc = subprocess.run(cmd, timeout=args.child_timeout, env=env).returncode
         except subprocess.TimeoutExpired:
             return {"implementation": implementation, "status": "failed",
                     "reason": f"timed out after {args.child_timeout} s"}
@@ -512,6 +517,11 @@ def markdown(report: dict) -> str:
 def parent(args) -> int:
     from mimaface_jax.models.attention import IMPLEMENTATIONS, resolve_implementation
 
+    wanted = args.implementations.split(",") if args.implementations else list(IMPLEMENTATIONS)
+    unknown = [i for i in wanted if i not in IMPLEMENTATIONS]
+    if unknown:
+        log(f"--implementations: unknown {unknown}; choose from {IMPLEMENTATIONS}")
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -523,43 +533,51 @@ def parent(args) -> int:
     backend = device["backend"]
     peak, peak_source = chip_peak(device["device_kind"], args.peak_tflops)
     log(f"{device['device_kind']} x {device['device_count']} ({backend}); {peak_source}")
-    wanted = args.implementations.split(",") if args.implementations else list(IMPLEMENTATIONS)
-    unknown = [i for i in wanted if i not in IMPLEMENTATIONS]
-    if unknown:
-        log(f"--implementations: unknown {unknown}; choose from {IMPLEMENTATIONS}")
-        return 2
-    # what auto resolves to goes first (the configs' choice), the plain path last (the largest)
+    # Order: auto's kernel (the configs' choice), then generation, then the other kernels, the
+    # plain path last (the largest; at full size it does not fit 80 GB). Past --budget-s
+    # nothing new starts, so the numbers that matter come first.
     auto = resolve_implementation("auto", backend, args.dtype)
-    order = sorted(wanted, key=lambda i: (i != "auto" and i != auto, i == "xla"))
-    rows = []
-    for impl in order:
+    first = [i for i in wanted if i in ("auto", auto)]
+    rest = sorted((i for i in wanted if i not in first), key=lambda i: i == "xla")
+
+    def over_budget() -> str | None:
+        spent = time.perf_counter() - started
+        if args.budget_s and spent > args.budget_s:
+            return f"not started: {spent:.0f} s spent, over --budget-s {args.budget_s}"
+        return None
+
+    def train_row(impl: str) -> dict:
         concrete = resolve_implementation(impl, backend, args.dtype)
         why = runnable(concrete, backend, args.dtype)
         if why:
-            rows.append({"implementation": impl, "status": "skipped", "reason": why})
-            log(f"train step, {impl}: skipped ({why})")
-            continue
-        if concrete != impl and concrete in wanted:  # "auto": the very program of its kernel
-            rows.append({"implementation": impl, "status": "same program", "same_as": concrete,
-                         "reason": f"auto resolves to {concrete} on {backend} in {args.dtype}"})
-            log(f"train step, {impl}: = {concrete}")
-            continue
-        log(f"train step, {impl}: compiling and running in a child process ...")
-        row = add_rates(run_child("train", args, impl), device["reference_flops_per_step"], peak)
-        rows.append(row)
+            row = {"implementation": impl, "status": "skipped", "reason": why}
+        elif concrete != impl and concrete in wanted:  # "auto": the very program of its kernel
+            row = {"implementation": impl, "status": "same program", "same_as": concrete,
+                   "reason": f"auto resolves to {concrete} on {backend} in {args.dtype}"}
+        elif over_budget():
+            row = {"implementation": impl, "status": "skipped", "reason": over_budget()}
+        else:
+            log(f"train step, {impl}: compiling and running in a child process ...")
+            row = add_rates(run_child("train", args, impl), device["reference_flops_per_step"], peak)
         log(f"train step, {impl}: {row['status']}"
             + (f", {row['step_s_median']:.3f} s/step" if row["status"] == "measured" else f" ({row.get('reason')})"))
-    generation = None
-    if not args.skip_generation:
+        return row
+
+    def generation_row() -> dict:
         impl = args.generation_attention
-        why = runnable(resolve_implementation(impl, backend, args.dtype), backend, args.dtype)
+        why = runnable(resolve_implementation(impl, backend, args.dtype), backend, args.dtype) or over_budget()
         if why:
-            generation = {"implementation": impl, "status": "skipped", "reason": why}
+            row = {"implementation": impl, "status": "skipped", "reason": why}
         else:
             log(f"generation ({impl} attention): compiling and running in a child process ...")
-            generation = run_child("generate", args, impl)
-        log(f"generation: {generation['status']}"
-            + (f", {generation['seconds_per_frame']:.3f} s per frame" if generation["status"] == "measured" else ""))
+            row = run_child("generate", args, impl)
+        log(f"generation: {row['status']}"
+            + (f", {row['seconds_per_frame']:.3f} s per frame" if row["status"] == "measured" else ""))
+        return row
+
+    rows = [train_row(i) for i in first]
+    generation = None if args.skip_generation else generation_row()
+    rows += [train_row(i) for i in rest]
     report = {
         "suite": "bench/accelerator_suite.py", "tiny": args.tiny, "dtype": args.dtype,
         "command": " ".join(["python", "bench/accelerator_suite.py", *args.argv]),
@@ -594,16 +612,19 @@ def parse_args(argv):
     parser.add_argument("--gen-repeats", type=int, help="timed generation calls (default 2; --tiny 1)")
     parser.add_argument("--trace", default="", help="write a profiler trace of one train step per implementation here")
     parser.add_argument("--peak-tflops", type=float, help="the chip's peak TFLOP/s (overrides the table)")
+    parser.add_argument("--budget-s", type=int, default=420,
+                        help="start no new measurement after this many seconds (0: no limit; default 420)")
     parser.add_argument("--child-timeout", type=int, default=900, help="seconds per child process")
     # internal: a child's job
     parser.add_argument("--child", choices=("probe", "train", "generate"), help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     parser.add_argument("--implementation", default="xla", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("steps", "gen_repeats", "gen_steps", "child_timeout"):
+    for name in ("steps", "gen_repeats", "gen_steps", "child_timeout", "budget_s"):
         value = getattr(args, name)
-        if value is not None and value < (0 if name == "gen_steps" else 1):
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None and value < (0 if name in ("gen_steps", "budget_s") else 1):
+            low = 0 if name in ("gen_steps", "budget_s") else 1
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         parser.error(f"--peak-tflops must be > 0, got {args.peak_tflops}")
     args.dtype = args.dtype or ("float32" if args.tiny else "bfloat16")
