@@ -162,3 +162,44 @@ def test_tpu_pod_training_runs_the_trainer_with_the_extra_flags_quoted(tmp_path)
                        "--config.name=a\\ b")
     r = run("tpu_pod.sh", "my-tpu", "zone-a", "configs/x.py", "gs://b/w", env=env)
     assert json.loads(log.read_text().splitlines()[-1])[-1].endswith("--workdir gs://b/w")  # no empty argument
+
+
+def test_install_stamps_cover_each_set_and_gpu_tpu_files_do_not_touch_the_cpu_sets(tmp_path):
+    """install.sh in a copy of the repository's install files, with a stand-in .venv/bin/python
+    that records the pip calls: which files each mode installs, which stamps it writes, and
+    that an edit of gpu.txt re-installs the gpu set only."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "install.sh", tmp_path / "scripts" / "install.sh")
+    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    shutil.copy(ROOT / "setup.py", tmp_path / "setup.py")
+    calls = tmp_path / "pip_calls.log"
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {shlex.quote(str(calls))}\n')
+    python.chmod(0o755)
+
+    def install(mode):
+        r = subprocess.run(["bash", str(tmp_path / "scripts" / "install.sh"), mode], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "PYTHON": "/bin/sh"})
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def stamps():
+        return sorted(p.name.rsplit("-", 1)[-1] for p in (tmp_path / ".venv").glob(".mimaface-install-*"))
+
+    assert install("gpu").startswith("installed (gpu)")
+    assert "install -r requirements/gpu.txt" in calls.read_text()
+    assert "install --no-deps -r requirements/mediapipe.txt" in calls.read_text()
+    assert stamps() == ["gpu", "runtime"]
+    assert install("gpu").startswith("already installed (gpu)")
+    assert install("runtime").startswith("already installed (runtime)")
+
+    with open(tmp_path / "requirements" / "gpu.txt", "a") as f:
+        f.write("# edited\n")
+    assert install("runtime").startswith("already installed (runtime)")  # CPU stamps ignore gpu.txt
+    assert install("gpu").startswith("installed (gpu)")
+
+    calls.write_text("")
+    assert install("tpu").startswith("installed (tpu)")
+    assert "install -r requirements/tpu.txt" in calls.read_text() and "gpu.txt" not in calls.read_text()
+    assert stamps() == ["runtime", "tpu"]  # an install invalidates the other sets' stamps
