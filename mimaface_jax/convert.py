@@ -12,7 +12,9 @@ with the components ``unet``, ``vae`` and ``clip`` that the training program loa
 from the same files and the imported model on the same random inputs and prints
 ``max_abs_diff=<float>`` as the last line; above 1e-4 the exit status is 1 and nothing is
 written. Every import and check happens before anything is written; an existing ``--out`` is
-never overwritten.
+never overwritten. Bad input (a missing folder, a folder without safetensors weights, a config
+setting the importers do not support, weights that do not fit the model) ends with a message on
+stderr naming the file and exit status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 import os
 import sys
 
-from mimaface_jax.importers.common import WeightImportError
+from mimaface_jax.importers.common import CheckpointConfigError, CheckpointFileError, WeightImportError
 
 VERIFY_TOLERANCE = 1e-4
 
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
     from mimaface_jax.importers.reference import ReferenceUnavailableError
     try:
         return run(args)
-    except (ConvertError, WeightImportError, ReferenceUnavailableError) as e:
+    except (ConvertError, WeightImportError, CheckpointFileError, CheckpointConfigError,
+            ReferenceUnavailableError) as e:
         print(f"convert {args.command}: {e}", file=sys.stderr)
         return 2
 

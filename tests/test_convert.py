@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import torch
 from flax import nnx
 
 from mimaface_jax.importers.pretrained_store import read_meta, restore_component
@@ -140,3 +142,70 @@ def test_existing_output_is_refused_and_kept(sources, tmp_path):
     result = convert("vae", "--vae", sources["vae"], "--out", out)
     assert result.returncode != 0 and "already exists" in result.stderr
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def _one_line_error(result, command: str) -> str:
+    """The CLI's bad-input contract: exit 2, one stderr line 'convert <command>: ...', no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"convert {command}: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_weights_folder_without_safetensors_is_one_line_error(sources, tmp_path):
+    vae = Path(shutil.copytree(sources["vae"], tmp_path / "vae"))
+    (vae / "diffusion_pytorch_model.safetensors").rename(vae / "diffusion_pytorch_model.bin")
+    out = tmp_path / "out"
+    line = _one_line_error(convert("vae", "--vae", vae, "--out", out), "vae")
+    assert f"{vae} has no diffusion_pytorch_model.safetensors" in line
+    assert "diffusion_pytorch_model.bin" in line                      # says what is there
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("component, field, value, expected", [
+    ("unet", "upcast_attention", True, "unsupported U-Net setting upcast_attention=True"),
+    ("vae", "act_fn", "gelu", "unsupported AutoencoderKL config: act_fn must be 'silu', got 'gelu'"),
+])
+def test_unsupported_config_field_is_one_line_error(sources, tmp_path, component, field, value, expected):
+    bad = edited_copy(sources[component], tmp_path / component,
+                      edit_config=lambda cfg: cfg.__setitem__(field, value))
+    out = tmp_path / "out"
+    line = _one_line_error(convert(component, f"--{component}", bad, "--out", out), component)
+    assert str(bad / "config.json") in line and expected in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("component, perturbed_tensor, shift", [
+    ("vae", "decoder.conv_out.bias", 0.05),                          # moves every decoded pixel
+    ("clip", "vision_model.encoder.layers.1.mlp.fc2.bias", 0.03),    # moves every output token
+])
+def test_failed_verify_exits_1_and_writes_nothing(sources, tmp_path, monkeypatch, capsys,
+                                                  component, perturbed_tensor, shift):
+    """--verify against a reference whose one tensor is shifted by ``shift``: the real verify
+    path (reference built from the files, compared on random inputs) reports a diff of about
+    ``shift``, exits 1 and writes nothing. The reference class's loader is patched in-process."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionModel
+
+    from mimaface_jax import convert as convert_module
+
+    cls = {"vae": AutoencoderKL, "clip": CLIPVisionModel}[component]
+    load = cls.from_pretrained.__func__
+
+    def perturbed(klass, *args, **kwargs):
+        model = load(klass, *args, **kwargs)
+        with torch.no_grad():
+            model.get_parameter(perturbed_tensor).add_(shift)
+        return model
+
+    monkeypatch.setattr(cls, "from_pretrained", classmethod(perturbed))
+    out = tmp_path / "out"
+    status = convert_module.main([component, f"--{component}", str(sources[component]),
+                                  "--out", str(out), "--verify"])
+    captured = capsys.readouterr()
+    assert status == 1, captured.out + captured.err
+    diff = float(captured.out.strip().splitlines()[-1].split("max_abs_diff=", 1)[1])
+    assert shift * 0.8 < diff < shift * 1.2, diff
+    assert "verification failed" in captured.err and "nothing written" in captured.err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -15,7 +15,8 @@ import os
 import jax.numpy as jnp
 from flax import nnx
 
-from mimaface_jax.importers.common import apply_plan, build_default_plan, load_json, load_safetensors_folder
+from mimaface_jax.importers.common import (CheckpointConfigError, apply_plan, build_default_plan, load_json,
+                                           load_safetensors_folder)
 from mimaface_jax.models.attention import AttentionConfig
 from mimaface_jax.models.clip_vision import CLIPVisionConfig, CLIPVisionModel
 
@@ -47,7 +48,7 @@ def clip_vision_config_from_hf(
     elif model_type == "clip_vision_model":
         vision = hf_config
     else:
-        raise ValueError(
+        raise CheckpointConfigError(
             f"{source}: model_type {model_type!r} is not a CLIP model; expected 'clip' (CLIPModel) or "
             "'clip_vision_model' (CLIPVisionModel)"
         )
@@ -55,7 +56,7 @@ def clip_vision_config_from_hf(
     try:
         return CLIPVisionConfig(**fields, attention=attention)
     except ValueError as e:
-        raise ValueError(f"{source}: {e}") from e
+        raise CheckpointConfigError(f"{source}: {e}") from e
 
 
 def _to_hf_key(key: str) -> str:

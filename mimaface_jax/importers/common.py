@@ -61,6 +61,15 @@ class WeightImportError(ImportError):
         super().__init__("\n".join(lines))
 
 
+class CheckpointFileError(FileNotFoundError):
+    """A checkpoint file / folder is missing, or a folder lacks the weights file. One line."""
+
+
+class CheckpointConfigError(ValueError):
+    """A checkpoint's config.json is unreadable or describes a model the importers do not
+    support. One line, naming the file and the setting."""
+
+
 # ---------------------------------------------------------------------------------------------
 # loading
 
@@ -72,7 +81,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no safetensors file at {path}")
+        raise CheckpointFileError(f"no safetensors file at {path}")
     try:
         return load_file(path)
     except SafetensorError as e:
@@ -89,7 +98,7 @@ def load_safetensors_folder(
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"no model folder at {folder}")
+        raise CheckpointFileError(f"no model folder at {folder}")
     for base in base_names:
         single = os.path.join(folder, f"{base}.safetensors")
         if os.path.isfile(single):
@@ -103,7 +112,7 @@ def load_safetensors_folder(
                 tensors.update(load_safetensors(os.path.join(folder, shard)))
             return tensors, index
     present = sorted(os.listdir(folder))
-    raise FileNotFoundError(
+    raise CheckpointFileError(
         f"{folder} has no {' or '.join(b + '.safetensors' for b in base_names)} (nor a sharded index); "
         f"it contains {present}. Save the model with save_pretrained(..., safe_serialization=True)."
     )
@@ -112,9 +121,12 @@ def load_safetensors_folder(
 def load_json(path: str | os.PathLike) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no config file at {path}")
+        raise CheckpointFileError(f"no config file at {path}")
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise CheckpointConfigError(f"{path}: not valid JSON ({e})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from mimaface_jax.importers.common import (
+    CheckpointConfigError,
     PlanEntry,
     WeightImportError,
     apply_plan,
@@ -126,13 +127,22 @@ def unet_config_from_checkpoint(
     Motion heads cannot be read from weights; a config-less original AnimateDiff file gets the
     AnimateDiff default (8) unless overridden.
     """
-    unet_cfg = load_json(os.path.join(os.fspath(unet_dir), "config.json"))
+    config_path = os.path.join(os.fspath(unet_dir), "config.json")
+    unet_cfg = load_json(config_path)
     if motion_path is None:
-        return UNetConfig.from_diffusers(unet_cfg, None, **{"use_motion_module": False, **overrides})
+        return _from_diffusers(config_path, unet_cfg, None, {"use_motion_module": False, **overrides})
     motion, adapter_cfg, _ = read_motion_modules(motion_path)
     if adapter_cfg is not None:
+        return _from_diffusers(f"{config_path} + {motion_path}", unet_cfg, adapter_cfg, overrides)
+    return _from_diffusers(config_path, unet_cfg, None, {**_infer_motion_settings(motion), **overrides})
+
+
+def _from_diffusers(source: str, unet_cfg: dict, adapter_cfg: dict | None, overrides: dict) -> UNetConfig:
+    """``UNetConfig.from_diffusers``, whose unsupported-setting ValueError names ``source``."""
+    try:
         return UNetConfig.from_diffusers(unet_cfg, adapter_cfg, **overrides)
-    return UNetConfig.from_diffusers(unet_cfg, None, **{**_infer_motion_settings(motion), **overrides})
+    except ValueError as e:
+        raise CheckpointConfigError(f"{source}: {e}") from e
 
 
 def _conv_in_transform(in_channels: int):

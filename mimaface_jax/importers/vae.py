@@ -13,7 +13,8 @@ import re
 import jax.numpy as jnp
 from flax import nnx
 
-from mimaface_jax.importers.common import apply_plan, build_default_plan, load_json, load_safetensors_folder
+from mimaface_jax.importers.common import (CheckpointConfigError, apply_plan, build_default_plan, load_json,
+                                           load_safetensors_folder)
 from mimaface_jax.models.attention import AttentionConfig
 from mimaface_jax.models.vae import AutoencoderKL, VAEConfig
 
@@ -40,7 +41,7 @@ def vae_config_from_diffusers(
     """Our :class:`VAEConfig` from a diffusers ``AutoencoderKL`` config dict."""
     class_name = cfg.get("_class_name", "AutoencoderKL")
     if class_name != "AutoencoderKL":
-        raise ValueError(f"{source}: _class_name is {class_name!r}; expected 'AutoencoderKL'")
+        raise CheckpointConfigError(f"{source}: _class_name is {class_name!r}; expected 'AutoencoderKL'")
     problems = []
     n = len(cfg.get("block_out_channels", _DIFFUSERS_DEFAULTS["block_out_channels"]))
     for field, block in (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")):
@@ -53,7 +54,7 @@ def vae_config_from_diffusers(
         if cfg.get(field) is not None:
             problems.append(f"{field}={cfg[field]!r} is not supported (SD-1.5 VAEs have none)")
     if problems:
-        raise ValueError(f"{source}: unsupported AutoencoderKL config: " + "; ".join(problems))
+        raise CheckpointConfigError(f"{source}: unsupported AutoencoderKL config: " + "; ".join(problems))
     fields = {name: cfg.get(name, default) for name, default in _DIFFUSERS_DEFAULTS.items()}
     fields["block_out_channels"] = tuple(fields["block_out_channels"])
     return VAEConfig(**fields, attention=attention)
