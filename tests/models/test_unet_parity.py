@@ -147,40 +147,87 @@ def _one_level_config(**overrides) -> UNetConfig:
     )
 
 
-def test_gradients_equal_with_and_without_checkpointing():
-    base = UNet3D(_one_level_config(), rngs=nnx.Rngs(0))
-    _, state = nnx.split(base, nnx.Param)
-    # random values everywhere (incl. the zero-initialised proj_out of the motion modules)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    state = jax.tree.unflatten(
-        treedef, [l + 0.05 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)]
-    )
-    rng = np.random.default_rng(2)
-    x = jnp.asarray(rng.standard_normal((4, 8, 8, 13)).astype(np.float32))
-    ctx = jnp.asarray(rng.standard_normal((4, 5, 16)).astype(np.float32))
-    mask = jnp.asarray(np.tril(np.ones((2, 2), bool)))
+class _RematGradients:
+    """Gradients of a loss through the one-level U-Net (every kind of block) per remat policy,
+    on the same random parameters and inputs; "none" (no checkpointing) is the reference.
 
-    def grads(policy):
+    Not jitted: the policy acts when ``jax.grad`` linearises the checkpointed blocks (which
+    residuals are saved, which recomputed), with or without jit; op by op, the compiled
+    primitives are shared by all six policies, where six jitted U-Net gradients would each
+    compile for about a minute on 2 CPU cores."""
+
+    def __init__(self):
+        base = UNet3D(_one_level_config(), rngs=nnx.Rngs(0))
+        _, state = nnx.split(base, nnx.Param)
+        # random values everywhere (incl. the zero-initialised proj_out of the motion modules)
+        leaves, treedef = jax.tree.flatten(state)
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        self.state = jax.tree.unflatten(
+            treedef, [l + 0.05 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)]
+        )
+        rng = np.random.default_rng(2)
+        self.x = jnp.asarray(rng.standard_normal((4, 8, 8, 13)).astype(np.float32))
+        self.ctx = jnp.asarray(rng.standard_normal((4, 5, 16)).astype(np.float32))
+        self.mask = jnp.asarray(np.tril(np.ones((2, 2), bool)))
+
+    def loss(self, policy):
         model = UNet3D(_one_level_config(remat_policy=policy), rngs=nnx.Rngs(0))
         graphdef, _, rest = nnx.split(model, nnx.Param, ...)
 
         def loss(params):
-            out = nnx.merge(graphdef, params, rest)(x, jnp.array([3, 700]), ctx, num_frames=2, temporal_mask=mask)
+            out = nnx.merge(graphdef, params, rest)(self.x, jnp.array([3, 700]), self.ctx, num_frames=2,
+                                                    temporal_mask=self.mask)
             return jnp.mean(out**2)
 
-        return jax.jit(jax.grad(loss))(state)
+        return loss
 
+    def __call__(self, policy):
+        return jax.grad(self.loss(policy))(self.state)
+
+    def checkpoint_policies(self, policy) -> list:
+        """The ``policy`` of every checkpoint (remat) equation in the traced loss, nested ones too."""
+        found = []
+
+        def walk(jaxpr):
+            for eqn in jaxpr.eqns:
+                if eqn.primitive.name.startswith(("remat", "checkpoint")):  # remat2 today
+                    found.append(eqn.params["policy"])
+                for value in eqn.params.values():
+                    inner = getattr(value, "jaxpr", value)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+        walk(jax.make_jaxpr(self.loss(policy))(self.state).jaxpr)
+        return found
+
+
+@pytest.fixture(scope="module")
+def remat_gradients():
+    grads = _RematGradients()
     reference = grads("none")
-    other = grads("full")
-    diffs = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), reference, other)
-    worst = max(jax.tree.leaves(diffs))
-    assert worst <= 1e-5, f"max |grad diff| {worst:.3g}"
+    assert grads.checkpoint_policies("none") == []
     # the check is not vacuous: gradients reach the motion modules and the input conv
     flat = dict(reference.flat_state())
     assert float(jnp.abs(flat[("conv_in", "kernel")][...]).max()) > 0
     mm = flat[("down_blocks", 0, "motion_modules", 0, "proj_in", "kernel")][...]
     assert float(jnp.abs(mm).max()) > 0
+    return grads, reference
+
+
+# one xdist worker for all policies: they share the module fixture's reference gradients
+@pytest.mark.xdist_group("unet_remat_gradients")
+@pytest.mark.parametrize("policy", [p for p in REMAT_POLICIES if p != "none"])
+def test_gradients_equal_with_and_without_checkpointing(remat_gradients, policy):
+    grads, reference = remat_gradients
+    # the policy is really applied: one checkpoint per down / mid / up block, with its policy
+    # (jax.checkpoint_policies.<name>; None = save nothing = "full")
+    expected = None if policy == "full" else getattr(jax.checkpoint_policies, policy)
+    assert grads.checkpoint_policies(policy) == [expected] * 3
+    other = grads(policy)
+    assert jax.tree.structure(other) == jax.tree.structure(reference)
+    diffs = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), reference, other)
+    worst = max(jax.tree.leaves(diffs))
+    assert worst <= 1e-5, f"remat_policy={policy}: max |grad diff| {worst:.3g}"
 
 
 @pytest.mark.parametrize("policy", [p for p in REMAT_POLICIES if p != "none"])
