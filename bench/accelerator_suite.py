@@ -1,7 +1,8 @@
-"""The accelerator numbers that matter, from one command on one GPU or TPU chip (< 8 minutes).
+"""The accelerator numbers that matter, from one command on one GPU or TPU chip (designed for
+under 8 minutes; not yet timed on one).
 
-    .venv/bin/python bench/accelerator_suite.py --out bench_out/accelerator   # GPU / TPU host
-    .venv/bin/python bench/accelerator_suite.py --tiny --out /tmp/suite       # CPU, toy size, seconds
+    .venv/bin/python bench/accelerator_suite.py --out workdirs/accelerator_suite [--trace DIR]   # GPU / TPU
+    .venv/bin/python bench/accelerator_suite.py --tiny --out /tmp/suite   # CPU, toy model, ~1-3 min
 
 Measures, with random weights (no checkpoint or data needed):
 
@@ -12,10 +13,11 @@ Measures, with random weights (no checkpoint or data needed):
    cuDNN: GPU in half precision; ``auto`` is the program of the kernel it resolves to and is
    not compiled twice) -> step time, XLA's FLOP count, TFLOP/s, MFU against the chip's bf16
    peak (table below), XLA's planned memory and the measured peak. An implementation that
-   runs out of device memory (XLA's RESOURCE_EXHAUSTED, at compile or run time) is reported as
-   "does not fit", and the suite goes on;
+   runs out of device memory (XLA's RESOURCE_EXHAUSTED at compile or run time, or XLA's plan
+   above the device's limit) is reported as "does not fit", and the suite goes on; with
+   ``--trace DIR`` one more step of each is traced (``jax.profiler``) into ``DIR/<kernel>``;
 2. generation of one clip with CFG (F = 16 frames, k = 3 ICA context frames, the config's
-   guidance scale, 25 Euler steps by default) -> seconds per generated frame.
+   guidance scale, 25 Euler steps by default, no remat) -> seconds per generated frame.
 
 Each measurement runs in its own child process (so that each gets the whole device -- 95 % of
 it for XLA's allocator unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise --, its own
@@ -27,8 +29,8 @@ path last; no new measurement starts after ``--budget-s`` (420 s). Writes
 FLOPs: ``flops_per_step`` is XLA's count for the compiled program of that implementation
 (it includes remat recompute; custom-call kernels -- cuDNN, Pallas splash -- are invisible to
 it, so it undercounts them). ``reference_flops_per_step`` is XLA's count of the plain-attention
-("xla") program before optimisation (lowered, never compiled): the same work for every
-implementation, used for TFLOP/s and MFU so that they compare across kernels.
+("xla") program before optimisation (lowered, never compiled; per device): the same work for
+every implementation, used for TFLOP/s and MFU so that they compare across kernels.
 Peak memory: ``device.memory_stats()["peak_bytes_in_use"]`` where the backend has it (GPU,
 TPU); on CPU the child's maximum resident set size (host memory, includes the runtime).
 """
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -225,7 +226,9 @@ def flops_of(analysis) -> float:
 
 
 def probe(args) -> dict:
-    """The device, and XLA's FLOP count of the plain-attention train step (lowered only)."""
+    """The device, and XLA's FLOP count of the plain-attention train step (lowered only; the
+    lowered program is the global one, before SPMD partitioning: divided by the device count
+    it is one device's share, comparable with a compiled program's per-device count)."""
     import jax
     import jaxlib
 
@@ -241,7 +244,7 @@ def probe(args) -> dict:
         "backend": jax.default_backend(), "device_kind": device.device_kind,
         "device_count": jax.device_count(), "memory_limit_bytes": stats.get("bytes_limit"),
         "jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": platform.platform(),
-        "reference_flops_per_step": flops_of(lowered.cost_analysis()),
+        "reference_flops_per_step": flops_of(lowered.cost_analysis()) / jax.device_count(),
         "reference_lower_s": time.perf_counter() - t0,
         "params": int(sum(x.size for x in model.abstract_params.values())),
         "global_batch": config.data.global_batch_size,
@@ -302,7 +305,7 @@ def measure_train(args) -> dict:
                 state, metrics = compiled(state, ae_params, batch)
                 jax.block_until_ready(metrics)
             out["trace_dir"] = str(trace_dir)
-    except Exception as error:  # noqa: BLE001 -- only out-of-memory is a result; the rest re-raise
+    except jax.errors.JaxRuntimeError as error:  # only out-of-memory is a result; the rest re-raise
         if not is_out_of_memory(error):
             raise
         return dict(out, status="does not fit", reason=str(error).splitlines()[0][:300])
@@ -396,7 +399,7 @@ def measure_generation(args) -> dict:
                 t0 = time.perf_counter()
                 frames = jax.block_until_ready(generate(params, ae_params, inputs, jax.random.fold_in(key, i)))
                 times.append(time.perf_counter() - t0)
-    except Exception as error:  # noqa: BLE001 -- only out-of-memory is a result; the rest re-raise
+    except jax.errors.JaxRuntimeError as error:  # only out-of-memory is a result; the rest re-raise
         if not is_out_of_memory(error):
             raise
         return dict(out, status="does not fit", reason=str(error).splitlines()[0][:300])
@@ -497,7 +500,8 @@ def markdown(report: dict) -> str:
         else:
             lines.append(f"| {r['implementation']} | {r['status']} | {r.get('reason', '')} |  |  |  |  |  |  |")
     lines.append("")
-    lines.append(f"Reference FLOPs per step (plain attention, before optimisation): "
+    lines.append(f"Reference FLOPs per device and step (the plain-attention program as lowered, before "
+                 f"optimisation; TFLOP/s and MFU use it for every kernel): "
                  f"{d['reference_flops_per_step'] / 1e12:.2f} T.")
     g = report.get("generation")
     if g:
