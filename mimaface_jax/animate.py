@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="output .mp4")
     p.add_argument("--jobs", help="file of 'SOURCE DRIVING OUT' lines, run in one process")
     p.add_argument("--face_index", type=int, default=None, help="face of the source (largest first; default largest)")
+    p.add_argument("--identity_model", default=None,
+                   help="ArcFace .onnx for the source's identity input (FaceMesh models; default zeros)")
     p.add_argument("--motion", default="relative", choices=("relative", "absolute"))
     p.add_argument("--driving_reference", default="first", choices=("first", "closest"))
     p.add_argument("--transfer", default="pose,expression,gaze", help="motion groups to transfer")
@@ -166,7 +168,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
         ts = TransferSettings(args.motion, args.driving_reference, groups, args.smooth)
     except ValueError as err:
         raise AnimateError(str(err)) from None
-    source = load_source(source_path, loaded, args.face_index)
+    source = load_source(source_path, loaded, args.face_index, args.identity_model)
     driving = load_driving(driving_path, loaded, args.max_missing)
     motion, reference = transfer(source.motion, driving.motion, loaded.layout, ts)
     r = generator.resolution
@@ -200,6 +202,8 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
             "model": loaded.description, "generation": settings_json,
             "transfer": {"motion": ts.mode, "driving_reference": ts.reference, "reference_frame": reference,
                          "groups": list(ts.groups), "smooth": ts.smooth},
+            "identity_input": f"arcface {args.identity_model}" if args.identity_model and source.transform is not None
+            else ("synthfaces identity code" if source.transform is None else "zeros"),
             "paste_back": paste, "side_by_side": bool(args.side_by_side),
             "driving_kind": driving.kind, "driving_missing_frames": driving.num_missing,
             "fps": driving.fps, "frames": len(motion),
@@ -230,6 +234,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mimaface_jax.face.identity import IdentityModelError
     from mimaface_jax.face.landmarks import FaceNotFoundError
     from mimaface_jax.face.media_io import MediaReadError
     from mimaface_jax.inference.bundle import BundleError
@@ -263,7 +268,7 @@ def main(argv=None) -> int:
             print(f"wrote {out} ({doc['frames']} frames at {doc['fps']:g} fps"
                   f"{', audio' if doc['audio'] else ''}; {doc['timings']['total_s']:.1f}s) and "
                   f"{Path(out).with_suffix('.json')}")
-    except (AnimateError, BundleError, MediaReadError, FaceNotFoundError) as err:
+    except (AnimateError, BundleError, MediaReadError, FaceNotFoundError, IdentityModelError) as err:
         print(f"animate: error: {err}", file=sys.stderr)
         return 1
     return 0

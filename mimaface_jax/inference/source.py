@@ -4,8 +4,9 @@ identity input, how to render its face under a motion, and how to paste a crop b
 - FaceMesh models: an image file. The face (``face_index``: largest first, default the
   largest) is aligned to the model's crop (``face/align.py``, the training crop template);
   its motion is measured in that crop; the condition render is the source's own face shape
-  re-posed by a motion (``face/render.py``). The identity input is zeros (an ArcFace model is
-  not part of a bundle).
+  re-posed by a motion (``face/render.py``). The identity input is the ArcFace embedding of
+  the face when an ArcFace ``.onnx`` is given (``--identity_model``; its weights are the
+  user's, not part of a bundle), else zeros.
 - SynthFaces models (layout ``synth-v1``): an identity file written by
   ``SynthFaces.export_person`` (``.npz``): the person is rebuilt exactly from its generator
   config and id; the source frame is the person under its own first motion.
@@ -35,7 +36,22 @@ class Source:
     render: Callable[[np.ndarray], np.ndarray]  # motion (D,) -> (r, r, 3) uint8 condition
 
 
-def facemesh_source(path: str, loaded, face_index: int | None) -> Source:
+def identity_embedding(image: np.ndarray, landmarks: np.ndarray, model_path: str | None, dim: int) -> np.ndarray:
+    """The model's identity input: the ArcFace embedding of the face (``model_path``: an ArcFace
+    ``.onnx``, as the training data's identities were made), or zeros without one."""
+    if model_path is None:
+        return np.zeros((dim,), np.float32)
+    from mimaface_jax.face import align
+    from mimaface_jax.face.identity import ArcFaceEmbedder
+
+    embedding = ArcFaceEmbedder(model_path).embed(align.arcface_crop(image, landmarks))[0]
+    if embedding.shape != (dim,):
+        raise AnimateError(f"{model_path}: gives {embedding.shape[0]}-d embeddings; the model's identity "
+                           f"input has {dim} (model.mia.identity_dim)")
+    return embedding.astype(np.float32)
+
+
+def facemesh_source(path: str, loaded, face_index: int | None, identity_model: str | None = None) -> Source:
     from mimaface_jax.face import align, render
     from mimaface_jax.inference.errors import quiet_mediapipe
     from mimaface_jax.face.motion import MotionExtractor
@@ -59,7 +75,7 @@ def facemesh_source(path: str, loaded, face_index: int | None) -> Source:
     def render_motion(motion: np.ndarray) -> np.ndarray:
         return render.render_from_motion(shape, motion, layout, basis, size=r)
 
-    identity = np.zeros((int(loaded.config.model.mia.identity_dim),), np.float32)
+    identity = identity_embedding(image, face.landmarks, identity_model, int(loaded.config.model.mia.identity_dim))
     return Source(path, image, crop, m, result.vectors[0].astype(np.float32), identity, render_motion)
 
 
@@ -96,7 +112,7 @@ def _load_npz(path: str) -> dict:
         raise AnimateError(f"{path}: not a readable .npz file ({err.__class__.__name__})") from None
 
 
-def load_source(path: str, loaded, face_index: int | None) -> Source:
+def load_source(path: str, loaded, face_index: int | None, identity_model: str | None = None) -> Source:
     if loaded.config.model.mia.motion_layout == "synth-v1":
         return synth_source(path, loaded)
-    return facemesh_source(path, loaded, face_index)
+    return facemesh_source(path, loaded, face_index, identity_model)

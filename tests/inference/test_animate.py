@@ -256,3 +256,28 @@ def test_jobs_run_in_one_process_with_one_compiled_function(facemesh_bundle, ani
     b = json.loads((tmp_path / "b.json").read_text())
     assert a["frames"] == 6 and b["frames"] == DRIVING_FRAMES
     assert not any(c["compiled"] for c in b["timings"]["clips"])  # the second job reuses the function
+
+
+def test_identity_model_gives_the_sources_identity_input(facemesh_bundle, animate_inputs, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from mimaface_jax.inference.bundle import load_model
+    from mimaface_jax.inference.source import load_source
+
+    spec = importlib.util.spec_from_file_location(
+        "face_test_onnx_models", Path(__file__).resolve().parents[1] / "face" / "onnx_models.py")
+    onnx_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(onnx_models)
+    bundle, _ = facemesh_bundle
+    loaded = load_model(bundle, log=lambda _: None)
+    dim = int(loaded.config.model.mia.identity_dim)
+    good = onnx_models.tiny_arcface(str(tmp_path / "arcface_small.onnx"), dim=dim)
+    source = load_source(str(animate_inputs["source"]), loaded, None, good)
+    assert source.identity.shape == (dim,) and abs(np.linalg.norm(source.identity) - 1) < 1e-5
+    assert not np.allclose(load_source(str(animate_inputs["source"]), loaded, None).identity, source.identity)
+    wrong = onnx_models.tiny_arcface(str(tmp_path / "arcface_512.onnx"), dim=dim + 4)
+    out = tmp_path / "x.mp4"
+    code, cap = _animate(capsys, "--model", bundle, "--source", animate_inputs["source"], "--driving",
+                         animate_inputs["driving"], "--out", out, "--identity_model", wrong, *STEPS)
+    assert code == 1 and wrong in cap.err and "identity_dim" in cap.err and not out.exists()
