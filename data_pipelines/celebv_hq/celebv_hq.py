@@ -25,17 +25,14 @@ import os
 
 from data_pipelines.common.builder import FaceVideoBuilder
 from data_pipelines.common.preprocess import Skip, VideoItem
+from data_pipelines.common.video_files import find_files, find_videos
 
 LAYOUT = __doc__
 ANNOTATION_FILE = "celebvhq_info.json"
 
 
 def find_annotation_file(manual_dir: str) -> str:
-    hits = []
-    for dirpath, dirnames, filenames in os.walk(manual_dir):
-        dirnames.sort()
-        if ANNOTATION_FILE in filenames:
-            hits.append(os.path.join(dirpath, ANNOTATION_FILE))
+    hits = [os.path.join(manual_dir, rel) for rel in find_files(manual_dir, names=[ANNOTATION_FILE])]
     if not hits:
         raise FileNotFoundError(f"celebv_hq: {ANNOTATION_FILE} not found under {manual_dir}; "
                                 f"put the official annotation file there.\n{LAYOUT}")
@@ -73,12 +70,9 @@ class CelebvHq(FaceVideoBuilder):
     def _list_videos(self, manual_dir: str):
         speakers = read_clip_speakers(find_annotation_file(manual_dir))
         files = {}
-        for dirpath, dirnames, filenames in os.walk(manual_dir):
-            dirnames.sort()
-            for name in sorted(filenames):
-                stem, suffix = os.path.splitext(name)
-                if suffix.lower() == ".mp4":
-                    files.setdefault(stem, os.path.join(dirpath, name))
+        for rel in find_videos(manual_dir, [".mp4"]):
+            stem = os.path.splitext(rel.rsplit("/", 1)[-1])[0]
+            files.setdefault(stem, os.path.join(manual_dir, rel))
         items, skips = [], []
         for clip_id, path in sorted(files.items()):
             if clip_id in speakers:

@@ -19,6 +19,7 @@ import re
 
 from data_pipelines.common.builder import FaceVideoBuilder
 from data_pipelines.common.preprocess import Skip, VideoItem
+from data_pipelines.common.video_files import find_videos
 
 LAYOUT = __doc__
 _NAME = re.compile(r"^(?P<speaker>.+?)_(?P<index>\d+)$")
@@ -37,17 +38,12 @@ class Hdtf(FaceVideoBuilder):
 
     def _list_videos(self, manual_dir: str):
         items, skips = [], []
-        for dirpath, dirnames, filenames in os.walk(manual_dir):
-            dirnames.sort()
-            for name in sorted(filenames):
-                stem, suffix = os.path.splitext(name)
-                if suffix.lower() != ".mp4":
-                    continue
-                path = os.path.join(dirpath, name)
-                parsed = parse_hdtf_name(stem)
-                if parsed is None:
-                    skips.append(Skip("unrecognised_name", path,
-                                      "expected <prefix>_<Name>_<nnn>.mp4"))
-                else:
-                    items.append(VideoItem(path, speaker_id=parsed[0], video_id=stem))
+        for rel in find_videos(manual_dir, [".mp4"]):
+            stem = os.path.splitext(rel.rsplit("/", 1)[-1])[0]
+            path = os.path.join(manual_dir, rel)
+            parsed = parse_hdtf_name(stem)
+            if parsed is None:
+                skips.append(Skip("unrecognised_name", path, "expected <prefix>_<Name>_<nnn>.mp4"))
+            else:
+                items.append(VideoItem(path, speaker_id=parsed[0], video_id=stem))
         return items, skips

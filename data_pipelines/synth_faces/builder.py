@@ -25,35 +25,34 @@ from data_pipelines.common import features as features_lib
 from data_pipelines.common.preprocess import clip_bounds
 from mimaface_jax.data import records
 from mimaface_jax.data.jpeg import encode_jpeg
+from mimaface_jax.data.synth_faces import SynthFacesConfig
 
 SPLITS = ("train", "validation", "test")
+# The generator settings a builder config exposes; their defaults are the generator's.
+GENERATOR_FIELDS = ("resolution", "num_frames", "fps", "seed", "train_identities",
+                    "validation_identities", "test_identities", "videos_per_identity", "symmetric")
+_GENERATOR_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SynthFacesConfig)}
 
 
 @dataclasses.dataclass(eq=False)
 class SynthFacesBuilderConfig(tfds.core.BuilderConfig):
-    resolution: int = 64
-    num_frames: int = 48
-    fps: float = 25.0
-    seed: int = 0
-    train_identities: int = 64
-    validation_identities: int = 8
-    test_identities: int = 16
-    videos_per_identity: int = 4
+    """``GENERATOR_FIELDS`` (defaults: ``SynthFacesConfig``'s) + how videos become records."""
+
+    resolution: int = _GENERATOR_DEFAULTS["resolution"]
+    num_frames: int = _GENERATOR_DEFAULTS["num_frames"]
+    fps: float = _GENERATOR_DEFAULTS["fps"]
+    seed: int = _GENERATOR_DEFAULTS["seed"]
+    train_identities: int = _GENERATOR_DEFAULTS["train_identities"]
+    validation_identities: int = _GENERATOR_DEFAULTS["validation_identities"]
+    test_identities: int = _GENERATOR_DEFAULTS["test_identities"]
+    videos_per_identity: int = _GENERATOR_DEFAULTS["videos_per_identity"]
     clip_length: int = 0          # 0 = one clip per video
     min_clip_frames: int = 0      # 0 = clip_length (or num_frames)
     jpeg_quality: int = 95
-    symmetric: bool = False
+    symmetric: bool = _GENERATOR_DEFAULTS["symmetric"]
 
-    def generator_config(self):
-        from mimaface_jax.data.synth_faces import SynthFacesConfig
-
-        return SynthFacesConfig(resolution=self.resolution, num_frames=self.num_frames,
-                                fps=self.fps, seed=self.seed,
-                                train_identities=self.train_identities,
-                                validation_identities=self.validation_identities,
-                                test_identities=self.test_identities,
-                                videos_per_identity=self.videos_per_identity,
-                                symmetric=self.symmetric)
+    def generator_config(self) -> SynthFacesConfig:
+        return SynthFacesConfig(**{name: getattr(self, name) for name in GENERATOR_FIELDS})
 
     @property
     def effective_clip_length(self) -> int:
@@ -62,6 +61,13 @@ class SynthFacesBuilderConfig(tfds.core.BuilderConfig):
     @property
     def effective_min_clip_frames(self) -> int:
         return self.min_clip_frames or self.effective_clip_length
+
+
+def _description(**settings) -> str:
+    """``"64x64, 48 frames, 64/8/16 people"`` for the generator defaults + ``settings``."""
+    s = {**_GENERATOR_DEFAULTS, **settings}
+    return (f"{s['resolution']}x{s['resolution']}, {s['num_frames']} frames, "
+            f"{s['train_identities']}/{s['validation_identities']}/{s['test_identities']} people")
 
 
 def _identity_code_size(config: SynthFacesBuilderConfig) -> int:
@@ -116,9 +122,8 @@ class SynthFacesBuilder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Clips of SynthFaces videos: JPEG frames and condition renders, "
                               "synth-v1 motion, identity codes."}
     BUILDER_CONFIGS = [
-        SynthFacesBuilderConfig(name="res64", description="64x64, 48 frames, 64/8/16 people"),
-        SynthFacesBuilderConfig(name="res128", resolution=128,
-                                description="128x128, 48 frames, 64/8/16 people"),
+        SynthFacesBuilderConfig(name="res64", resolution=64, description=_description(resolution=64)),
+        SynthFacesBuilderConfig(name="res128", resolution=128, description=_description(resolution=128)),
     ]
 
     @tfds.core.utils.classproperty

@@ -20,28 +20,18 @@ import os
 
 from data_pipelines.common.builder import FaceVideoBuilder
 from data_pipelines.common.preprocess import Skip, VideoItem
+from data_pipelines.common.video_files import find_videos
 from mimaface_jax.face.media_io import VIDEO_SUFFIXES
 
 LAYOUT = __doc__
 
 
-def list_video_files(root: str) -> list[str]:
-    """Relative paths (sorted) of the files under ``root`` with a video suffix."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES:
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
-    return sorted(found)
-
-
 def folder_item(root: str, rel: str) -> VideoItem:
-    parts = rel.split(os.sep)
+    """``rel``: a '/'-separated path relative to ``root`` (as :func:`find_videos` gives)."""
+    parts = rel.split("/")
     stem = os.path.splitext(rel)[0]
     speaker = parts[0] if len(parts) > 1 else os.path.splitext(parts[0])[0]
-    return VideoItem(path=os.path.join(root, rel), speaker_id=speaker,
-                     video_id=stem.replace(os.sep, "/"))
+    return VideoItem(path=os.path.join(root, *parts), speaker_id=speaker, video_id=stem)
 
 
 class VideoFolder(FaceVideoBuilder):
@@ -50,4 +40,4 @@ class VideoFolder(FaceVideoBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
     def _list_videos(self, manual_dir: str) -> tuple[list[VideoItem], list[Skip]]:
-        return [folder_item(manual_dir, rel) for rel in list_video_files(manual_dir)], []
+        return [folder_item(manual_dir, rel) for rel in find_videos(manual_dir, VIDEO_SUFFIXES)], []

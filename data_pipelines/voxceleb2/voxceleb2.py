@@ -19,6 +19,7 @@ import re
 
 from data_pipelines.common.builder import FaceVideoBuilder
 from data_pipelines.common.preprocess import Skip, VideoItem
+from data_pipelines.common.video_files import find_videos
 
 LAYOUT = __doc__
 _NAME = re.compile(r"(?:^|/)(id\d+)/([^/]+)/(\d+)\.mp4$")
@@ -40,17 +41,12 @@ class Voxceleb2(FaceVideoBuilder):
 
     def _list_videos(self, manual_dir: str):
         items, skips = [], []
-        for dirpath, dirnames, filenames in os.walk(manual_dir):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.lower().endswith(".mp4"):
-                    continue
-                path = os.path.join(dirpath, name)
-                rel = os.path.relpath(path, manual_dir).replace(os.sep, "/")
-                item = parse_voxceleb2_path(rel)
-                if item is None:
-                    skips.append(Skip("unrecognised_name", path,
-                                      "expected .../idXXXXX/<youtube id>/<nnnnn>.mp4"))
-                else:
-                    items.append(VideoItem(path, item.speaker_id, item.video_id))
+        for rel in find_videos(manual_dir, [".mp4"]):
+            path = os.path.join(manual_dir, rel)
+            item = parse_voxceleb2_path(rel)
+            if item is None:
+                skips.append(Skip("unrecognised_name", path,
+                                  "expected .../idXXXXX/<youtube id>/<nnnnn>.mp4"))
+            else:
+                items.append(VideoItem(path, item.speaker_id, item.video_id))
         return items, skips

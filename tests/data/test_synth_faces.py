@@ -334,3 +334,20 @@ def test_motion_mask_marks_changed_pixels():
     assert mouth.any() and _centroid(mouth.astype(float))[1] > anchors["nose"][1]
     with pytest.raises(ValueError, match="must be equal"):
         motion_mask(gt[:32], src)
+
+
+def test_builder_config_takes_the_generators_defaults_and_passes_every_setting_on():
+    import dataclasses
+
+    from data_pipelines.synth_faces.builder import GENERATOR_FIELDS, SynthFacesBuilder
+    from data_pipelines.synth_faces.builder import SynthFacesBuilderConfig
+
+    assert SynthFacesBuilderConfig(name="defaults").generator_config() == SynthFacesConfig()
+    settings = dict(resolution=32, num_frames=5, fps=10.0, seed=3, train_identities=2,
+                    validation_identities=1, test_identities=0, videos_per_identity=1, symmetric=True)
+    assert SynthFacesBuilderConfig(name="custom", **settings).generator_config() == SynthFacesConfig(**settings)
+    # every generator setting but the renderer's supersampling is a builder setting
+    assert set(GENERATOR_FIELDS) == set(settings)
+    assert set(GENERATOR_FIELDS) == {f.name for f in dataclasses.fields(SynthFacesConfig)} - {"supersample"}
+    res128 = {c.name: c for c in SynthFacesBuilder.BUILDER_CONFIGS}["res128"]
+    assert res128.generator_config().resolution == 128 and res128.description.startswith("128x128, ")
