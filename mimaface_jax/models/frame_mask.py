@@ -30,29 +30,37 @@ def frame_masked_group_norm(x: Array, frame_mask: Array | None, num_groups: int,
     g = num_groups
     if c % g:
         raise ValueError(f"frame_masked_group_norm: {c} channels not divisible by {g} groups")
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, f, h * w, g, c // g)
+    # frames as rows of channels: per-channel reductions keep the minor axis and no kept axis is
+    # a unit one (see ``layers.group_norm_rows`` for why this matters on XLA's CPU backend)
+    rows = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b * f, h * w, c)  # (B*F, HW, C)
     n = h * w * (c // g)
-    mu = jnp.mean(xf, axis=(2, 4))  # (B, F, G)
-    m2 = jnp.sum(jnp.square(xf - mu[:, :, None, :, None]), axis=(2, 4))  # (B, F, G)
+
+    def per_group(channel_sums):  # (B*F, C) -> (B, F, G)
+        return channel_sums.reshape(b, f, g, c // g).sum(axis=-1)
+
+    def to_rows(stat):  # (B, F, G) -> (B*F, 1, C)
+        return jnp.repeat(stat, c // g, axis=-1).reshape(b * f, 1, c)
+
+    mu = per_group(rows.sum(axis=1)) / n  # (B, F, G)
+    m2 = per_group(jnp.square(rows - to_rows(mu)).sum(axis=1))  # (B, F, G)
     if frame_mask is None:
-        weights = jnp.ones((1, f, f), xf.dtype)
+        weights = jnp.ones((1, f, f), rows.dtype)
     else:
         frame_mask = jnp.asarray(frame_mask, bool)
         if frame_mask.ndim == 2:
             frame_mask = frame_mask[None]
         if frame_mask.shape[1:] != (f, f) or frame_mask.shape[0] not in (1, b):
             raise ValueError(f"frame mask must be (F, F) or (B, F, F) with F={f}, B={b}; got {frame_mask.shape}")
-        weights = frame_mask.astype(xf.dtype)
+        weights = frame_mask.astype(rows.dtype)
     count = jnp.sum(weights, axis=-1)[..., None]  # (B, F, 1) frames pooled by frame i
     mean = jnp.einsum("bij,bjg->big", weights, mu) / count  # (B, F, G)
     # sum_j w_ij [m2_j + n (mu_j - mean_i)^2]
     spread = jnp.square(mu[:, None, :, :] - mean[:, :, None, :])  # (B, Fi, Fj, G)
     total = jnp.einsum("bij,bjg->big", weights, m2) + n * jnp.einsum("bij,bijg->big", weights, spread)
     var = total / (count * n)
-    y = (xf - mean[:, :, None, :, None]) * jax.lax.rsqrt(var + eps)[:, :, None, :, None]
-    y = y.reshape(b, f, h, w, c)
-    y = y * scale.astype(y.dtype) + bias.astype(y.dtype)
-    return y.astype(x.dtype)
+    factor = to_rows(jax.lax.rsqrt(var + eps)) * scale.astype(rows.dtype)  # (B*F, 1, C)
+    y = (rows - to_rows(mean)) * factor + bias.astype(rows.dtype)
+    return y.reshape(b, f, h, w, c).astype(x.dtype)
 
 
 def expand_frame_mask(frame_mask: Array, batch: int, tokens: int) -> Array:

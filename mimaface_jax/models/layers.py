@@ -162,15 +162,43 @@ class GroupNorm(nnx.Module):
         # x: (N, ..., C)
         if x.shape[-1] != self.num_channels:
             raise ValueError(f"GroupNorm expects {self.num_channels} channels, got input {x.shape}")
+        if x.ndim < 2:
+            raise ValueError(f"GroupNorm expects (N, ..., C) input, got {x.shape}")
         out_dtype = x.dtype if self.dtype is None else self.dtype
-        shape = x.shape
-        g = self.num_groups
-        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(shape[0], -1, g, shape[-1] // g)
-        mean = jnp.mean(xf, axis=(1, 3), keepdims=True)
-        var = jnp.mean(jnp.square(xf - mean), axis=(1, 3), keepdims=True)
-        y = ((xf - mean) * jax.lax.rsqrt(var + self.eps)).reshape(shape)
-        y = y * self.scale[...].astype(y.dtype) + self.bias[...].astype(y.dtype)
+        y = group_norm_rows(x.astype(jnp.promote_types(x.dtype, jnp.float32)), self.num_groups, self.eps,
+                            self.scale[...], self.bias[...])
         return y.astype(out_dtype)
+
+
+def group_norm_rows(x: jax.Array, num_groups: int, eps: float, scale: jax.Array, bias: jax.Array) -> jax.Array:
+    """Two-pass GroupNorm of ``x`` (N, ..., C) with statistics per sample N, as rows of channels.
+
+    The computation runs on ``x`` viewed as ``(N * R, M, C)`` (for inputs of 4 or more axes
+    ``R`` = the first axis after N and ``M`` = the rest; otherwise ``R`` = 1): per-channel
+    sums over ``M`` (reductions that keep the minor channel axis), then the small ``(N, R, C)``
+    partial sums pooled per sample and group. The textbook
+    ``(N, -1, G, C/G)`` reshape reduces over the minor axis and a non-minor one at once, which
+    XLA's CPU backend runs 3-5x slower in forward + backward; a leading axis of size 1 (one
+    clip in a motion module's ``(B, F, H, W, C)``) kept in a reduction's output makes its CPU
+    reduce fusions ~100x slower still. Both are avoided here. Same statistics as torch (mean,
+    then the mean square of the centred values), in ``x``'s dtype.
+    """
+    shape = x.shape
+    n, c, g = shape[0], shape[-1], num_groups
+    r = shape[1] if x.ndim >= 4 else 1
+    rows = x.reshape(n * r, -1, c)  # (N*R, M, C)
+    count = r * rows.shape[1] * (c // g)
+
+    def per_sample_group_mean(channel_sums):  # (N*R, C) -> (N*R, 1, C)
+        group = channel_sums.reshape(n, r, g, c // g).sum(axis=(1, 3)) / count  # (N, G)
+        per_channel = jnp.repeat(group, c // g, axis=-1)  # (N, C)
+        return jnp.broadcast_to(per_channel[:, None, :], (n, r, c)).reshape(n * r, 1, c)
+
+    mean = per_sample_group_mean(rows.sum(axis=1))
+    centred = rows - mean
+    var = per_sample_group_mean(jnp.square(centred).sum(axis=1))
+    y = centred * (jax.lax.rsqrt(var + eps) * scale.astype(x.dtype)) + bias.astype(x.dtype)
+    return y.reshape(shape)
 
 
 class LayerNorm(nnx.Module):
@@ -332,7 +360,9 @@ class Upsample2D(nnx.Module):
         self.conv = Conv2d(channels, out_channels, 3, padding=1, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        n, h, w, c = x.shape
+        # one broadcast instead of two repeats: (N, H, 1, W, 1, C) -> (N, 2H, 2W, C)
+        x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
         return self.conv(x)
 
 
@@ -402,10 +432,13 @@ class Attention(nnx.Module):
             x = self.group_norm(x)
         context = x if context is None else context
         n, length, _ = x.shape
-        q = self.to_q(x).reshape(n, length, self.heads, self.dim_head)
+        # the logit scale is applied to the queries (L x D values) rather than to the logits
+        # (L x S): on XLA's CPU backend the latter costs a full-size pass (and buffer) over
+        # the score matrix in the forward and the backward pass
+        q = (self.to_q(x) * self.dim_head**-0.5).reshape(n, length, self.heads, self.dim_head)
         k = self.to_k(context).reshape(n, context.shape[1], self.heads, self.dim_head)
         v = self.to_v(context).reshape(n, context.shape[1], self.heads, self.dim_head)
-        out = attention_from_config(q, k, v, self.attention_config, mask=mask)
+        out = attention_from_config(q, k, v, self.attention_config, mask=mask, scale=1.0)
         out = self.to_out(out.reshape(n, length, self.heads * self.dim_head))
         if spatial_shape is not None:
             out = out.reshape(spatial_shape)
