@@ -16,9 +16,10 @@ ClipSampler, per record (a clip of T frames): a window of S = k_max + F consecut
 over those with a tracked face, else over all), JPEG decode, resize to ``resolution``, a
 horizontal flip with probability ``flip_prob`` (``augment.py``: images, landmarks with the
 mirror permutation, neutral shape), then for FaceMesh records the motion vectors are measured
-from the (flipped) landmarks with ONE expression basis for the whole mixture and the condition
-images are rendered (``face/render.py``: the video's neutral shape posed by each frame's
-motion). Stored-motion records (SynthFaces) carry motion and condition frames; their flip uses
+from the (flipped) landmarks with ONE expression basis for the whole mixture (the datasets'
+stored bases must be identical, else ``PipelineConfig.expression_basis`` names the one to use;
+``ClipSampler.basis_note``, also logged, says which it is) and the condition images are
+rendered (``face/render.py``: the video's neutral shape posed by each frame's motion). Stored-motion records (SynthFaces) carry motion and condition frames; their flip uses
 ``MotionLayout.flip``.
 
 Batch (a dict of numpy arrays; B = ``batch_size`` per process, S = k_max + F in data order:
@@ -104,7 +105,7 @@ class PipelineConfig:
     resolution: int | None = None       # output side; None = the records' crop size
     flip_prob: float = 0.5
     render_condition: bool = True       # FaceMesh sources: render the condition images
-    expression_basis: str | None = None  # None = the first FaceMesh source's stored basis
+    expression_basis: str | None = None  # None = the sources' stored basis (one for all)
     seed: int = 0
     num_epochs: int | None = None       # None = repeat forever
     worker_count: int = 0               # grain worker processes (0 = in this process)
@@ -200,16 +201,35 @@ def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineCo
         if len(layouts) > 1:
             raise ValueError(f"stored-motion sources have different motion layouts: "
                              f"{[o.spec.path for o in opened]}")
-        return MotionLayout.from_json(layouts.pop()), None
-    path = config.expression_basis
-    if path is None:
-        first = opened[0]
-        if records.META_EXPRESSION_BASIS not in first.metadata:
-            raise ValueError(f"{first.spec.path}: metadata has no expression basis; give "
-                             "PipelineConfig.expression_basis")
-        path = os.path.join(first.spec.path, first.metadata[records.META_EXPRESSION_BASIS])
-    basis = ExpressionPCA.load(path)
-    return facemesh_layout(basis.num_components), basis
+        return MotionLayout.from_json(layouts.pop()), None, "stored motion (no expression basis)"
+    if config.expression_basis is not None:
+        basis = ExpressionPCA.load(config.expression_basis)
+        digest = encoder_cache.expression_basis_sha256(basis)
+        note = (f"expression basis {config.expression_basis} (sha256 {digest[:12]}, "
+                f"PipelineConfig.expression_basis) for all {len(opened)} dataset(s)")
+        return facemesh_layout(basis.num_components), basis, note
+    paths = [_stored_basis_path(o) for o in opened]
+    bases = [ExpressionPCA.load(p) for p in paths]
+    digests = [encoder_cache.expression_basis_sha256(b) for b in bases]
+    if len(set(digests)) > 1:
+        groups: dict[str, list[str]] = {}
+        for o, digest in zip(opened, digests):
+            groups.setdefault(digest[:12], []).append(o.spec.path)
+        listing = "; ".join(f"sha256 {d}: {paths}" for d, paths in groups.items())
+        raise ValueError(
+            "the FaceMesh datasets of a mixture must share one expression basis (every motion "
+            f"vector is measured with it), but their stored bases differ: {listing}. Rebuild them "
+            "with one basis, or give PipelineConfig.expression_basis to measure all with that one")
+    note = (f"expression basis {paths[0]} (sha256 {digests[0][:12]}), stored identically by "
+            f"all {len(opened)} dataset(s)")
+    return facemesh_layout(bases[0].num_components), bases[0], note
+
+
+def _stored_basis_path(o: OpenedSource) -> str:
+    if records.META_EXPRESSION_BASIS not in o.metadata:
+        raise ValueError(f"{o.spec.path}: metadata has no expression basis; give "
+                         "PipelineConfig.expression_basis")
+    return os.path.join(o.spec.path, o.metadata[records.META_EXPRESSION_BASIS])
 
 
 class ClipSampler:
@@ -223,7 +243,8 @@ class ClipSampler:
         self.paths = [o.spec.path for o in opened]
         self.crop_sizes = [o.crop_size for o in opened]
         self.config = config
-        self.layout, self.basis = _resolve_layout_and_basis(opened, config)
+        # basis_note: which expression basis measures the motion (path + digest), for the logs
+        self.layout, self.basis, self.basis_note = _resolve_layout_and_basis(opened, config)
         self.facemesh = opened[0].record_format == records.FACEMESH_FORMAT
         self.with_identity = self.facemesh and all(
             o.metadata.get(records.META_HAS_IDENTITY, False) for o in opened)
@@ -446,6 +467,9 @@ def build_dataset(config: PipelineConfig):
     opened = [open_source(spec, config.use_cache) for spec in config.sources]
     shard = shard_options(config)
     sampler = ClipSampler(opened, config, shard.shard_count)
+    from absl import logging
+
+    logging.info("data pipeline: %s", sampler.basis_note)
     parts = []
     for i, o in enumerate(opened):
         n = len(o.data)

@@ -288,3 +288,60 @@ def test_corrupt_record_is_skipped_counted_and_substituted(synth_dataset, tmp_pa
     # the substitute is an ordinary sample of record 2
     clean = take(config(synth_dataset, batch_size=1, flip_prob=0.0, num_epochs=1, drop_remainder=False), n)
     assert all(b["frames"].shape == clean[0]["frames"].shape for b in batches)
+
+
+def _copy_dataset(builder, dst, edit_basis=None):
+    """A copy of a built FaceMesh dataset's version folder; ``edit_basis(arrays)`` rewrites its
+    stored expression basis (the npz's arrays, edited in place)."""
+    import shutil
+
+    src = pathlib.Path(dataset_path(builder))
+    shutil.copytree(src, dst)
+    if edit_basis is not None:
+        npz = dst / "expression_basis.npz"
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        edit_basis(arrays)
+        np.savez(npz, **arrays)
+    return str(dst)
+
+
+def _flip_first_component(arrays):
+    """Another valid basis: the first principal direction with the opposite sign."""
+    arrays["components"] = arrays["components"].copy()
+    arrays["components"][0] *= -1
+
+
+def test_facemesh_mixture_needs_one_expression_basis_and_names_it(video_folder_dataset, tmp_path):
+    from mimaface_jax.data.encoder_cache import expression_basis_sha256
+    from mimaface_jax.data.pipeline import DatasetSource, build_dataset
+    from mimaface_jax.face.expression import ExpressionPCA
+
+    a = _copy_dataset(video_folder_dataset, tmp_path / "a")
+    b = _copy_dataset(video_folder_dataset, tmp_path / "b")
+    c = _copy_dataset(video_folder_dataset, tmp_path / "c", _flip_first_component)
+    digest_a = expression_basis_sha256(ExpressionPCA.load(os.path.join(a, "expression_basis.npz")))
+    digest_c = expression_basis_sha256(ExpressionPCA.load(os.path.join(c, "expression_basis.npz")))
+    assert digest_a != digest_c
+
+    # the same stored basis in both: used, and named (first dataset's file + digest)
+    _, sampler = build_dataset(config(video_folder_dataset,
+                                      sources=(DatasetSource(a, "train"), DatasetSource(b, "train"))))
+    assert os.path.join(a, "expression_basis.npz") in sampler.basis_note
+    assert digest_a[:12] in sampler.basis_note
+    np.testing.assert_array_equal(sampler.basis.components,
+                                  ExpressionPCA.load(os.path.join(b, "expression_basis.npz")).components)
+
+    # different stored bases: refused, naming both datasets and their digests
+    with pytest.raises(ValueError, match="must share one expression basis") as err:
+        build_dataset(config(video_folder_dataset,
+                             sources=(DatasetSource(a, "train"), DatasetSource(c, "train"))))
+    message = str(err.value)
+    assert a in message and c in message and digest_a[:12] in message and digest_c[:12] in message
+
+    # ... unless the config names the basis to use for all
+    chosen = os.path.join(c, "expression_basis.npz")
+    _, sampler = build_dataset(config(video_folder_dataset, expression_basis=chosen,
+                                      sources=(DatasetSource(a, "train"), DatasetSource(c, "train"))))
+    assert chosen in sampler.basis_note and digest_c[:12] in sampler.basis_note
+    assert expression_basis_sha256(sampler.basis) == digest_c
