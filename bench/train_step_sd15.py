@@ -65,11 +65,63 @@ def load_config(stage: str, attention: str = "config", remat: str = "config", mi
     return c
 
 
+def _sub_jaxprs(value):
+    """Jaxprs held by an equation parameter (a jaxpr, a closed jaxpr, or a tuple of them)."""
+    from jax.extend import core as jex_core
+
+    if isinstance(value, jex_core.ClosedJaxpr):
+        return [value.jaxpr]
+    if isinstance(value, jex_core.Jaxpr):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [j for v in value for j in _sub_jaxprs(v)]
+    return []
+
+
+def matmul_flops(jaxpr, counts: dict | None = None) -> float:
+    """FLOPs of every dot_general and convolution in ``jaxpr``, loop bodies times their trip count.
+
+    Why not ``compiled.cost_analysis()`` alone: XLA counts a while-loop body ONCE, so any scan
+    (the chunked attention's chunk loops) is undercounted by its trip count. Here ``scan``
+    bodies are multiplied by ``length``, ``cond`` takes its most expensive branch; a ``while``
+    with an unknown trip count is counted once and reported in ``counts["while"]``.
+    """
+    import math
+
+    counts = {"while": 0} if counts is None else counts
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval
+            total += 2.0 * out.size * math.prod(lhs[i] for i in lhs_contract)
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            rhs_spec = eqn.params["dimension_numbers"].rhs_spec
+            out = eqn.outvars[0].aval
+            total += 2.0 * out.size * rhs[rhs_spec[1]] * math.prod(rhs[i] for i in rhs_spec[2:])
+        elif name == "scan":
+            total += eqn.params["length"] * matmul_flops(eqn.params["jaxpr"].jaxpr, counts)
+        elif name == "cond":
+            total += max(matmul_flops(b.jaxpr, counts) for b in eqn.params["branches"])
+        elif name == "while":
+            counts["while"] += 1
+            total += matmul_flops(eqn.params["body_jaxpr"].jaxpr, counts)
+        else:
+            for value in eqn.params.values():
+                for sub in _sub_jaxprs(value):
+                    total += matmul_flops(sub, counts)
+    return total
+
+
 def analyse(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config") -> dict:
     import jax
 
     from mimaface_jax.config_validation import validate
     from mimaface_jax.models.attention import resolve_implementation
+    from mimaface_jax.parallel import use_rules
     from mimaface_jax.training import mesh_and_model, optimizer, train_step
     from mimaface_jax.training.model_config import dtype_of
 
@@ -87,6 +139,11 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
     state = train_step.abstract_state(c, model, trainable, frozen, tx, mesh)
     leaves = {f"leaf{i}": x for i, x in enumerate(jax.tree.leaves(state))}
     total, per_device = mesh_and_model.param_bytes(leaves)
+    step = train_step.make_train_step(c, model, tx)
+    with use_rules(mesh, rules):
+        jaxpr = jax.make_jaxpr(step)(state, model.ae_abstract, train_step.abstract_batch(c, mesh, rules))
+    counts = {"while": 0}
+    jaxpr_flops = matmul_flops(jaxpr.jaxpr, counts) / jax.device_count()
     t0 = time.perf_counter()
     lowered = train_step.compile_train_step(c, model, tx, state, mesh, rules)
     t1 = time.perf_counter()
@@ -108,6 +165,8 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
         "alias": mem.alias_size_in_bytes, "temp": mem.temp_size_in_bytes,
         "code": mem.generated_code_size_in_bytes,
         "flops": float(cost.get("flops", float("nan"))),
+        "matmul_flops": jaxpr_flops, "while_loops": counts["while"],
+        "scheduler": "memory-optimized" if "MEMORY_OPTIMIZED" in os.environ.get("XLA_FLAGS", "") else "default",
         "bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
         "lower_s": t1 - t0, "compile_s": t2 - t1,
     }
@@ -133,22 +192,23 @@ def state_table(rows: list[dict]) -> str:
 def _baseline(rows: list[dict], r: dict) -> dict | None:
     """The plain-attention row of the same stage and remat policy (the FLOP reference)."""
     for b in rows:
-        if b["config"] == r["config"] and b["remat"] == r["remat"] and b["kernel"] == "xla":
+        if b["config"] == r["config"] and b["remat"] == r["remat"] and b["kernel"] == "xla" and "matmul_flops" in b:
             return b
     return None
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| config | attention (kernel) | min_seq_len | remat | per-device arguments | temporaries "
-            "| FLOPs per device per step | FLOPs / plain's | lower / compile |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| config | attention (kernel) | min_seq_len | remat | CPU scheduler | per-device arguments | temporaries "
+            "| matmul + conv FLOPs per device (jaxpr) | / plain's | XLA cost analysis FLOPs | lower / compile |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         base = _baseline(rows, r)
-        ratio = f"{r['flops'] / base['flops']:.3f}" if base else "-"
+        ratio = f"{r['matmul_flops'] / base['matmul_flops']:.3f}" if base and "matmul_flops" in base else "-"
+        mm = f"{r['matmul_flops'] / 1e12:.2f} TFLOP" if "matmul_flops" in r else "-"
         lines.append(
             f"| {r['config']} | {r['attention']} ({r['kernel']}) | {r['min_seq_len']} | {r['remat']} "
-            f"| {r['argument'] / GIB:.2f} GiB | {r['temp'] / GIB:.2f} GiB | {r['flops'] / 1e12:.2f} TFLOP "
-            f"| {ratio} | {r['lower_s']:.0f} s / {r['compile_s']:.0f} s |")
+            f"| {r.get('scheduler', 'default')} | {r['argument'] / GIB:.2f} GiB | {r['temp'] / GIB:.2f} GiB | {mm} | {ratio} "
+            f"| {r['flops'] / 1e12:.2f} TFLOP | {r['lower_s']:.0f} s / {r['compile_s']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -162,7 +222,12 @@ program. Train state = fp32 params + AdamW moments of the trainable params + EMA
 adds the device's batch shard; outputs alias the donated state. Temporaries are the
 activations / gradients under the remat policy (CPU buffer assignment; an accelerator's
 differs in detail). FLOPs are XLA's count for one step of one device (forward + backward +
-optimizer); "FLOPs / plain's" divides by the `xla` row of the same stage and remat policy.
+optimizer) in two counts: "matmul + conv FLOPs" sums every dot_general / convolution of the
+step's jaxpr (scan bodies times their length, remat recomputation included) divided by the 8
+devices, and "/ plain's" divides it by the `xla` row of the same stage and remat policy; XLA's
+`cost_analysis()` also counts elementwise work but counts a while-loop body once, so it
+undercounts the chunked attention's chunk loops (by their trip count) and is not comparable
+across implementations.
 On the CPU backend the configs' `auto` resolves to `chunked`. Measured on
 {platform.processor() or platform.machine()} (CPU backend; compile time is for this loaded
 2-core machine).
