@@ -15,6 +15,9 @@ import pytest
 from mimaface_jax import animate
 from mimaface_jax.face.align import invert_transform
 
+# one xdist worker builds the shared model / bundle fixture and compiles its generator once
+pytestmark = pytest.mark.xdist_group("inference_facemesh_bundle")
+
 STEPS = ["--steps", "1", "--quiet"]
 DRIVING_FRAMES, DRIVING_FPS = 10, 20.0  # tests/inference/conftest.py: animate_inputs
 

@@ -10,6 +10,9 @@ import pytest
 from mimaface_jax import export as export_cli
 from mimaface_jax.inference.bundle import BundleError, load_model
 
+# one xdist worker builds the shared model / bundle fixture and compiles its generator once
+pytestmark = pytest.mark.xdist_group("inference_facemesh_bundle")
+
 
 def _saved_state(workdir, step):
     with ocp.StandardCheckpointer() as c:

@@ -4,11 +4,15 @@ and a short last clip computed exactly as a plain (k + F')-frame clip of the mod
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mimaface_jax.diffusion.samplers import ddim_sample
 from mimaface_jax.models import mimaface
 from mimaface_jax.parallel import use_rules
 from mimaface_jax.training.train_step import clip_input, encode_frames
+
+# one xdist worker builds the shared model / bundle fixture and compiles its generator once
+pytestmark = pytest.mark.xdist_group("inference_tiny_video")
 
 
 def _inputs(tiny, t, seed=0):
@@ -30,8 +34,12 @@ def _run(gen, x, **kw):
                      source_motion=x["source_motion"], source_condition=x["source_condition"], **kw)
 
 
+# the settings of the parity test below too: one compile serves both
+SETTINGS = dict(num_steps=1, guidance_scale=2.0, clip_denoised=0.0)
+
+
 def test_every_frame_of_a_three_and_a_half_clip_video(tiny_video):
-    gen = tiny_video.generator(num_steps=1)
+    gen = tiny_video.generator(**SETTINGS)
     f = gen.num_frames
     t = 3 * f + f // 2
     x = _inputs(tiny_video, t)
@@ -77,7 +85,7 @@ def test_a_short_last_clip_equals_a_plain_clip_of_its_length(tiny_video):
     """k = K context frames + n = 1 current frame through the generator's fixed K + F slots
     (unused slots masked) == the model's own ``generation_condition`` on a K + 1 frame clip."""
     tiny = tiny_video
-    gen = tiny.generator(num_steps=1, guidance_scale=2.0, clip_denoised=0.0)
+    gen = tiny.generator(**SETTINGS)
     mc, big_k, f = tiny.model.config, gen.num_context, gen.num_frames
     r, hw, c = gen.resolution, gen.latent_hw, gen.latent_channels
     rng = np.random.default_rng(3)
