@@ -209,3 +209,17 @@ def test_failed_verify_exits_1_and_writes_nothing(sources, tmp_path, monkeypatch
     assert shift * 0.8 < diff < shift * 1.2, diff
     assert "verification failed" in captured.err and "nothing written" in captured.err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_vae_with_legacy_and_current_attention_names_is_reported_without_traceback(sources, tmp_path):
+    current = "decoder.mid_block.attentions.0.to_q.weight"
+
+    def duplicate(tensors):
+        tensors["decoder.mid_block.attentions.0.query.weight"] = tensors[current].copy()
+
+    bad = edited_copy(sources["vae"], tmp_path / "vae", edit_weights=duplicate)
+    result = convert("vae", "--vae", bad, "--out", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("convert vae: cannot import weights from ")
+    assert f"both the legacy and the current name of {current}" in result.stderr
+    assert not (tmp_path / "out").exists()

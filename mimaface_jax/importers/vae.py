@@ -13,8 +13,8 @@ import re
 import jax.numpy as jnp
 from flax import nnx
 
-from mimaface_jax.importers.common import (CheckpointConfigError, apply_plan, build_default_plan, load_json,
-                                           load_safetensors_folder)
+from mimaface_jax.importers.common import (CheckpointConfigError, WeightImportError, apply_plan, build_default_plan,
+                                           load_json, load_safetensors_folder)
 from mimaface_jax.models.attention import AttentionConfig
 from mimaface_jax.models.vae import AutoencoderKL, VAEConfig
 
@@ -67,14 +67,16 @@ def _to_diffusers_key(key: str) -> str:
     return key.replace(".to_out.", ".to_out.0.")
 
 
-def _rename_legacy_attention(tensors: dict) -> dict:
+def _rename_legacy_attention(tensors: dict, source: str) -> dict:
+    """Old diffusers names of the mid-block attention (query/key/value/proj_attn) -> current."""
     renamed = {}
     for key, value in tensors.items():
         match = _LEGACY_PATTERN.match(key)
         if match:
             key = match.group(1) + _LEGACY_ATTENTION[match.group(2)] + match.group(3)
         if key in renamed:
-            raise ValueError(f"both the legacy and the current name of {key} are in the checkpoint")
+            raise WeightImportError(source, other=[f"both the legacy and the current name of {key} are in "
+                                                   "the checkpoint"])
         renamed[key] = value
     return renamed
 
@@ -87,7 +89,7 @@ def import_vae_state(folder: str | os.PathLike, config: VAEConfig, *, param_dtyp
     return apply_plan(
         abstract_state,
         build_default_plan(abstract_state, rename=_to_diffusers_key),
-        _rename_legacy_attention(tensors),
+        _rename_legacy_attention(tensors, source),
         source=source,
         hint="expected a diffusers AutoencoderKL checkpoint whose config.json matches its weights",
     )
