@@ -35,6 +35,7 @@ from mimaface_jax.diffusion.schedule import NoiseSchedule
 from mimaface_jax.inference.clip_layout import clip_layout
 from mimaface_jax.models import ica, mimaface
 from mimaface_jax.parallel import use_rules
+from mimaface_jax.training import mesh_and_model
 from mimaface_jax.training.model_config import latent_downsample
 from mimaface_jax.training.train_step import clip_input, encode_frames
 
@@ -155,6 +156,8 @@ class ClipGenerator:
         self.motion_size = mc.mia.motion_layout.size
         key = _function_key(config, mesh, rules, settings)
         if key not in _FUNCTIONS:
+            # forward only: the model without gradient checkpointing (same parameters)
+            self.model = mesh_and_model.without_remat(config, model, mesh, rules)
             _FUNCTIONS[key] = self._build()
         self._fn = _FUNCTIONS[key]
 

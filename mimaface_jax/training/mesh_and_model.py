@@ -161,6 +161,17 @@ def init_autoencoder(config, model: Model, mesh: Mesh, rules) -> dict:
         return jax.jit(lambda: flatten_state(nnx.state(ae_factory())), out_shardings=model.ae_shardings)()
 
 
+def without_remat(config, model: Model, mesh: Mesh, rules) -> Model:
+    """``model`` rebuilt with ``remat_policy="none"`` (same parameter names, shapes and
+    shardings) for forward-only use: gradient checkpointing does nothing without a backward
+    pass, and ``nnx.remat`` cannot trace inside a sampler's scan over a model merged outside it."""
+    if model.config.unet.remat_policy == "none":
+        return model
+    config = config.copy_and_resolve_references()
+    config.model.unet.remat_policy = "none"
+    return abstract_model(config, mesh, rules)
+
+
 def load_autoencoder(config, model: Model, mesh: Mesh, rules, log=print) -> dict:
     """The frozen autoencoder exactly as a run uses it, on a fresh start AND on resume.
 
