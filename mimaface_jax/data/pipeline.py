@@ -85,6 +85,10 @@ MAX_SUBSTITUTES = 8
 CORRUPT_RECORD_ERRORS = (DecodeError, CorruptFrameError)
 
 
+class MixtureError(ValueError):
+    """The datasets of a mixture do not fit together (record format, motion layout, basis)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSource:
     """One dataset of the mixture: its TFDS version folder, the split, the mixture weight, and
@@ -194,12 +198,12 @@ def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineCo
 
     formats = {o.record_format for o in opened}
     if len(formats) > 1:
-        raise ValueError(f"a mixture must use one record format (one motion layout); got "
+        raise MixtureError(f"a mixture must use one record format (one motion layout); got "
                          f"{[(o.spec.path, o.record_format) for o in opened]}")
     if formats == {records.STORED_MOTION_FORMAT}:
         layouts = {o.metadata[records.META_LAYOUT] for o in opened}
         if len(layouts) > 1:
-            raise ValueError(f"stored-motion sources have different motion layouts: "
+            raise MixtureError(f"stored-motion sources have different motion layouts: "
                              f"{[o.spec.path for o in opened]}")
         return MotionLayout.from_json(layouts.pop()), None, "stored motion (no expression basis)"
     if config.expression_basis is not None:
@@ -216,7 +220,7 @@ def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineCo
         for o, digest in zip(opened, digests):
             groups.setdefault(digest[:12], []).append(o.spec.path)
         listing = "; ".join(f"sha256 {d}: {paths}" for d, paths in groups.items())
-        raise ValueError(
+        raise MixtureError(
             "the FaceMesh datasets of a mixture must share one expression basis (every motion "
             f"vector is measured with it), but their stored bases differ: {listing}. Rebuild them "
             "with one basis, or give PipelineConfig.expression_basis to measure all with that one")
@@ -227,7 +231,7 @@ def _resolve_layout_and_basis(opened: Sequence[OpenedSource], config: PipelineCo
 
 def _stored_basis_path(o: OpenedSource) -> str:
     if records.META_EXPRESSION_BASIS not in o.metadata:
-        raise ValueError(f"{o.spec.path}: metadata has no expression basis; give "
+        raise MixtureError(f"{o.spec.path}: metadata has no expression basis; give "
                          "PipelineConfig.expression_basis")
     return os.path.join(o.spec.path, o.metadata[records.META_EXPRESSION_BASIS])
 

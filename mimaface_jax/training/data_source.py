@@ -101,8 +101,12 @@ class GrainBatches(TrainBatches):
             flip_prob=0.0 if self.use_cache else float(d.flip_prob), seed=config.seed,
             worker_count=int(d.num_workers), shard_index=process_index, shard_count=process_count,
             use_cache=self.use_cache)
-        dataset, self.sampler = pipeline.build_dataset(pconfig)
+        try:
+            dataset, self.sampler = pipeline.build_dataset(pconfig)
+        except pipeline.MixtureError as err:
+            raise DataConfigError(f"data.mixture={d.mixture!r}: {err}") from err
         self.paths = [s.path for s in sources]
+        log(f"data: {self.sampler.basis_note}")
         _check_motion_layout(self.sampler.layout, config, self.paths)
         self.stored_motion = not self.sampler.facemesh
         if not self.stored_motion and not self.sampler.with_identity and config.model.mia.identity_modulation:
