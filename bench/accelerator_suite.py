@@ -120,12 +120,9 @@ def log(message: str) -> None:
 
 def suite_config(tiny: bool, dtype: str, implementation: str, num_devices: int):
     """configs/sd15_stage2_video.py for this suite: one clip per device, fsdp over all of them."""
-    import importlib.util
+    from mimaface_jax.config_files import load_config
 
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "sd15_stage2_video.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = load_config(REPO / "configs" / "sd15_stage2_video.py")
     if tiny:
         for dotted, value in TINY.items():
             *path, key = dotted.split(".")
