@@ -1,0 +1,321 @@
+"""Evaluate a model on the held-out split of a built dataset, as face-animation papers do.
+
+    python -m mimaface_jax.evaluate --model BUNDLE|RUN --data DATASET[:split] --out DIR
+        [--ablate ica=off] [--ablate guidance=S] [--num_videos N] [--frames T]
+        [--identity_model ARCFACE.onnx] [--sampler ddim|euler] [--steps N] [--seed N] [--quiet]
+
+``--data``: a built TFDS dataset folder (the version folder, or a folder holding exactly one),
+or a dataset name under the model config's ``data.tfds_data_dir``; ``:split`` picks the split
+(default: the first of validation / test / val / eval it has).
+
+Tasks (``training/sample_tasks.py``, the trainer's sample videos): on SynthFaces,
+CROSS-identity reenactment with the exact ground truth (person A driven by person B's motion);
+on FaceMesh data, SELF-reenactment (a clip's first frame driven by the clip). Generation is
+the shared clip-by-clip generator (``inference/generator.py``) with the model's sample
+settings; video i uses seed ``seed + i``.
+
+Metrics (``mimaface_jax/metrics``): PSNR / SSIM / L1 against the ground truth (whole frame and
+inside the motion mask) next to the copy-the-source baseline; the inter-clip discontinuity and
+background flicker next to the ground truth's; with ``--identity_model`` the ArcFace similarity
+to the source; on FaceMesh-layout models AED / APD / gaze error and landmark jitter measured by
+FaceMesh on the generated and the driving frames. LPIPS / FID / FVD are not computed (the
+reason is written into the outputs).
+
+Ablations at inference (same weights): ``ica=off`` generates every clip without context frames
+(no previous frames, no source anchor; the same initial noise as with ICA), ``guidance=S``
+sets the CFG scale. ``motion_tokens=off`` / ``identity=off`` are NOT inference switches: MIA's
+switches remove parameters and context tokens, so the trained network cannot run without them;
+they are training-time variants and are refused with a one-line error.
+
+Writes into DIR: metrics.json (per sample, mean, settings), metrics.md (tables),
+curves_<i>.png (per-frame PSNR / SSIM / frame change, clip boundaries marked) and
+worst_best.png. Progress with ETA on stderr. Bad input: one line on stderr, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ABLATIONS = ("ica", "guidance", "motion_tokens", "identity")
+MODEL_SWITCHES = ("motion_tokens", "identity")
+
+
+class EvaluateError(ValueError):
+    """Bad input to ``evaluate`` (one line for the user)."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mimaface_jax.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="inference bundle (export) or training workdir")
+    p.add_argument("--data", required=True, help="DATASET[:split]: a built TFDS dataset folder or name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--ablate", action="append", default=[], help="ica=off | guidance=S (repeatable)")
+    p.add_argument("--num_videos", type=int, default=8, help="held-out videos to evaluate")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per video (default: sample.num_clips clips of the model)")
+    p.add_argument("--identity_model", default=None, help="ArcFace .onnx for the identity similarity")
+    p.add_argument("--sampler", choices=("ddim", "euler"), default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="of a training workdir")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step of a training workdir")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p.parse_args(argv)
+
+
+def parse_ablations(items: list[str]) -> dict:
+    """["ica=off", "guidance=2"] -> {"ica": False, "guidance": 2.0} (EvaluateError naming the bad item)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in ABLATIONS:
+            raise EvaluateError(f"--ablate {item!r}: expected one of ica=off, guidance=S")
+        if key in MODEL_SWITCHES:
+            raise EvaluateError(f"--ablate {item!r}: MIA's {key} switch removes parameters and context tokens, so "
+                                "it cannot be turned off on trained weights; train the variant instead "
+                                "(configs tiny.py:video_no_mia)")
+        if key == "ica":
+            if value not in ("on", "off"):
+                raise EvaluateError(f"--ablate {item!r}: ica takes 'on' or 'off'")
+            out["ica"] = value == "on"
+        else:
+            try:
+                out["guidance"] = float(value)
+            except ValueError:
+                raise EvaluateError(f"--ablate {item!r}: guidance takes a number (the CFG scale)") from None
+            if out["guidance"] < 0:
+                raise EvaluateError(f"--ablate {item!r}: the guidance scale must be >= 0")
+    return out
+
+
+def resolve_data(spec: str, config) -> tuple[str, str, dict]:
+    """'DATASET[:split]' -> (dataset folder, split, its metadata)."""
+    from mimaface_jax.training.data_source import DataConfigError, resolve_dataset_dir
+    from mimaface_jax.training.sample_tasks import HELD_OUT_PREFERENCE, dataset_splits
+
+    name, _, split = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    name = name or spec
+    candidate = Path(name).expanduser()
+    root = str(config.data.tfds_data_dir or ".")
+    try:
+        path = resolve_dataset_dir(root, str(candidate.absolute()) if candidate.exists() else name)
+    except DataConfigError:
+        raise EvaluateError(f"--data {spec!r}: {name} is not a built dataset (no dataset_info.json in it or "
+                            f"below it, nor under the model's data.tfds_data_dir {root!r})") from None
+    meta_path = Path(path) / "metadata.json"
+    if not meta_path.is_file():
+        raise EvaluateError(f"--data {spec!r}: {path} has no metadata.json (not built by data_pipelines)")
+    metadata = json.loads(meta_path.read_text())
+    splits = dataset_splits(path)
+    if split:
+        if split not in splits:
+            raise EvaluateError(f"--data {spec!r}: {path} has no split {split!r} (it has {splits})")
+    else:
+        held_out = [s for s in HELD_OUT_PREFERENCE if s in splits]
+        if not held_out:
+            raise EvaluateError(f"--data {spec!r}: {path} has no held-out split (it has {splits}); name one "
+                                "as DATASET:split")
+        split = held_out[0]
+    return path, split, metadata
+
+
+def check_layout(metadata: dict, layout, path: str) -> None:
+    """The dataset's motion layout must be the model's."""
+    from mimaface_jax.data import records
+    from mimaface_jax.face.motion_layout import MotionLayout
+
+    text = metadata.get(records.META_LAYOUT)
+    if text is None:
+        raise EvaluateError(f"{path}: metadata.json names no motion layout")
+    data_layout = MotionLayout.from_json(text if isinstance(text, str) else json.dumps(text))
+    if data_layout.version != layout.version or data_layout.size != layout.size:
+        raise EvaluateError(f"{path}: the data's motion layout {data_layout.version!r} ({data_layout.size} values) "
+                            f"does not match the model's {layout.version!r} ({layout.size} values)")
+
+
+def eval_config(config, path: str, split: str):
+    """The model's config reading ``path`` / ``split`` as its held-out data (a copy)."""
+    c = copy.deepcopy(config)
+    c.data.source = "tfds"
+    c.data.tfds_data_dir = str(Path(path).parent)
+    c.data.mixture = f"{path}=1"
+    c.sample.split = split
+    return c
+
+
+def frames_without_context(generator, task: dict, seed: int) -> np.ndarray:
+    """Every clip generated with no ICA context (``--ablate ica=off``), through the generator's
+    jitted clip function with the same inputs and initial noise as ``generator.clips`` except
+    ``num_context = 0``. -> (T, H, W, 3) uint8."""
+    r, f, big_k, d = generator.resolution, generator.num_frames, generator.num_context, generator.motion_size
+    motion = np.asarray(task["motion"], np.float32)
+    t = len(motion)
+    out = []
+    for start in range(0, t, f):
+        n = min(f, t - start)
+        cond = np.zeros((1, f, r, r, 3), np.uint8)
+        cond[0, :n] = task["condition"][start:start + n]
+        mot = np.zeros((1, f, d), np.float32)
+        mot[0, :n] = motion[start:start + n]
+        mot[0, n:] = motion[start + n - 1]
+        inputs = {"condition": cond, "motion": mot, "source": task["source"][None],
+                  "identity": np.asarray(task["identity"], np.float32)[None],
+                  "num_current": np.asarray([n], np.int32), "seed": np.int32(seed), "start": np.int32(start)}
+        if big_k:
+            inputs.update(context_condition=np.zeros((1, big_k, r, r, 3), np.uint8),
+                          context_motion=np.zeros((1, big_k, d), np.float32),
+                          context_latents=np.zeros((1, big_k, generator.latent_hw, generator.latent_hw,
+                                                    generator.latent_channels), np.float32),
+                          num_context=np.zeros((1,), np.int32), context_is_source=np.zeros((1,), bool))
+        _, pixels = generator.run_clip(inputs)
+        out.append(pixels[0, :n])
+    return np.concatenate(out, axis=0)
+
+
+def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
+    """The optional face scorers this model / these flags allow; reasons for the rest go to ``skipped``."""
+    from mimaface_jax.metrics.score_task import FaceMetrics
+
+    faces = FaceMetrics()
+    need_landmarks = identity_model is not None or loaded.basis is not None
+    if need_landmarks:
+        from mimaface_jax.face.landmarks import FaceLandmarker
+
+        faces.landmarker = FaceLandmarker()
+    if identity_model is not None:
+        from mimaface_jax.face.identity import ArcFaceEmbedder
+        from mimaface_jax.metrics.identity import IdentityScorer
+
+        faces.identity = IdentityScorer(ArcFaceEmbedder(identity_model), faces.landmarker)
+    else:
+        skipped["identity_similarity"] = "no --identity_model (an ArcFace .onnx) given"
+    if loaded.basis is not None:
+        from mimaface_jax.face.motion import MotionExtractor
+
+        faces.extractor = MotionExtractor(loaded.basis, num_expression=loaded.basis.num_components)
+    else:
+        skipped["aed_apd_gaze_jitter"] = (f"the model's motion layout {loaded.layout.version!r} is not FaceMesh's: "
+                                          "there is no extractor measuring its motion from generated frames "
+                                          "(the ground-truth metrics cover motion accuracy)")
+    for name, reason in skipped.items():
+        log(f"not computed: {name}: {reason}")
+    return faces
+
+
+class Progress:
+    """One line per video with the time it took and the ETA (from the videos after the first,
+    which includes compilation)."""
+
+    def __init__(self, total: int, log):
+        self.total, self.log, self.times = total, log, []
+
+    def update(self, index: int, name: str, seconds: float, row: dict) -> None:
+        self.times.append(seconds)
+        steady = self.times[1:] or self.times
+        eta = (self.total - index - 1) * float(np.mean(steady))
+        psnr = row["metrics"].get("psnr_motion_mask", float("nan"))
+        self.log(f"video {index + 1}/{self.total} ({name}): {seconds:.1f}s, PSNR in motion mask {psnr:.2f} dB; "
+                 f"ETA {eta:.0f}s")
+
+
+def evaluate(args, log) -> dict:
+    from mimaface_jax.inference.bundle import load_model
+    from mimaface_jax.inference.generator import ClipGenerator, GenerationSettings
+    from mimaface_jax.metrics.report import write_report
+    from mimaface_jax.metrics.score_task import score_task
+    from mimaface_jax.metrics.unavailable import SKIPPED
+    from mimaface_jax.training import sample_tasks
+
+    ablation = parse_ablations(args.ablate)
+    if args.num_videos < 1:
+        raise EvaluateError(f"--num_videos must be >= 1, got {args.num_videos}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluateError(f"--out {out}: exists and is not a folder")
+    loaded = load_model(args.model, weights=args.weights, step=args.step, log=log)
+    path, split, metadata = resolve_data(args.data, loaded.config)
+    check_layout(metadata, loaded.layout, path)
+    config = eval_config(loaded.config, path, split)
+    f = int(loaded.model.config.num_frames)
+    frames = args.frames if args.frames is not None else (int(config.sample.num_clips) * f if f > 1 else 8)
+    if frames < 1:
+        raise EvaluateError(f"--frames must be >= 1, got {frames}")
+    use_context = ablation.get("ica", True)
+    try:
+        settings = GenerationSettings.from_config(config, sampler=args.sampler, num_steps=args.steps,
+                                                  guidance_scale=ablation.get("guidance"), seed=args.seed,
+                                                  **({} if use_context else {"source_as_context": False}))
+    except ValueError as err:
+        raise EvaluateError(str(err)) from None
+    tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos, frames)
+    skipped = dict(SKIPPED)
+    faces = face_metrics(loaded, args.identity_model, skipped, log)
+    generator = ClipGenerator(config, loaded.model, loaded.params, loaded.ae_params, loaded.mesh, loaded.rules,
+                              settings)
+    log(f"{len(tasks)} {tasks[0]['kind']}-reenactment videos of {frames} frames from {where} split {split!r}")
+    progress = Progress(len(tasks), log)
+    rows, videos = [], []
+    for i, task in enumerate(tasks):
+        t0 = time.perf_counter()
+        seed = settings.seed + i
+        if use_context:
+            condition = task["condition"]
+            generated = generator.video(task["source"], task["identity"], task["motion"],
+                                        lambda a, b, condition=condition: condition[a:b],
+                                        source_motion=task["source_motion"],
+                                        source_condition=task["source_condition"], seed=seed)
+        else:
+            generated = frames_without_context(generator, task, seed)
+        row = score_task(task, generated, generator.num_frames, faces)
+        row["seed"] = seed
+        rows.append(row)
+        videos.append((task["source"], generated, task["truth"][:len(generated)]))
+        progress.update(i, task["name"], time.perf_counter() - t0, row)
+    if faces.landmarker is not None:
+        faces.landmarker.close()
+    settings_doc = {
+        "model": loaded.description, "data": path, "split": split, "task_kind": tasks[0]["kind"],
+        "num_videos": len(tasks), "frames": frames, "clip_frames": generator.num_frames,
+        "context_frames": generator.num_context if use_context else 0,
+        "ablation": ", ".join(args.ablate), "generation": settings.to_json(),
+        "resolution": generator.resolution, "identity_model": args.identity_model,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    doc = write_report(out, settings_doc, rows, skipped, videos)
+    return doc
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mimaface_jax.config_validation import ConfigError
+    from mimaface_jax.face.identity import IdentityModelError
+    from mimaface_jax.face.media_io import MediaReadError
+    from mimaface_jax.inference.bundle import BundleError
+
+    def log(msg):
+        if not args.quiet:
+            print(f"evaluate: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        doc = evaluate(args, log)
+    except (EvaluateError, BundleError, ConfigError, IdentityModelError, MediaReadError) as err:
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 1
+    m = doc["mean"]
+    print(f"wrote {Path(args.out) / 'metrics.json'}, metrics.md and plots: PSNR in motion mask "
+          f"{m.get('psnr_motion_mask', float('nan')):.2f} dB (copy the source "
+          f"{m.get('psnr_motion_mask_copy_source', float('nan')):.2f}), SSIM {m.get('ssim', float('nan')):.4f}, "
+          f"inter-clip discontinuity {m.get('interclip_discontinuity', float('nan')):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Evaluation outputs: ``metrics.json`` (per sample, mean, settings), ``metrics.md`` (tables) and
+PNG plots (per-frame curves with clip boundaries marked; a grid of the worst and best samples)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+# (metric, its copy-the-source baseline or None, "higher"/"lower" is better) in table order
+TABLE = (
+    ("psnr_motion_mask", "psnr_motion_mask_copy_source", "higher"),
+    ("psnr", "psnr_copy_source", "higher"),
+    ("ssim", "ssim_copy_source", "higher"),
+    ("l1", "l1_copy_source", "lower"),
+    ("l1_motion_mask", "l1_motion_mask_copy_source", "lower"),
+    ("interclip_discontinuity", "interclip_discontinuity_ground_truth", "lower"),
+    ("flicker", "flicker_ground_truth", "lower"),
+    ("identity_similarity", None, "higher"),
+    ("aed", None, "lower"),
+    ("apd_degrees", None, "lower"),
+    ("gaze_error", None, "lower"),
+    ("landmark_jitter", "landmark_jitter_driving", "lower"),
+)
+RANK_BY = "psnr_motion_mask"
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def mean_metrics(rows: list[dict]) -> dict:
+    """Mean of every metric over the samples where it is finite (NaN when none is)."""
+    names = sorted({k for r in rows for k in r["metrics"]})
+    out = {}
+    for k in names:
+        values = [r["metrics"][k] for r in rows if k in r["metrics"] and math.isfinite(r["metrics"][k])]
+        out[k] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def _baseline_name(key: str) -> str:
+    for suffix, name in (("copy_source", "copy"), ("ground_truth", "ground truth"), ("driving", "driving")):
+        if key.endswith(suffix):
+            return name
+    return key
+
+
+def markdown(doc: dict) -> str:
+    mean = doc["mean"]
+    lines = [f"# Evaluation: {doc['settings']['model']['path']}", "",
+             f"Data: `{doc['settings']['data']}` split `{doc['settings']['split']}`, {len(doc['samples'])} "
+             f"{doc['settings']['task_kind']}-reenactment videos of {doc['settings']['frames']} frames "
+             f"(clips of {doc['settings']['clip_frames']}); ablation: {doc['settings']['ablation'] or 'none'}.", "",
+             "| metric | model | baseline | better |", "|---|---|---|---|"]
+    for name, base, better in TABLE:
+        if name not in mean:
+            continue
+        base_label = "-" if base is None else f"{_fmt(mean.get(base))} ({_baseline_name(base)})"
+        lines.append(f"| {name} | {_fmt(mean[name])} | {base_label} | {better} |")
+    lines += ["", "Baselines: *copy* = the source frame repeated; for the temporal metrics the ground-truth "
+              "video (or the driving video for landmark jitter) measured the same way.", "",
+              "| sample | " + " | ".join(n for n, _, _ in TABLE[:4]) + " |",
+              "|---" * 5 + "|"]
+    for r in doc["samples"]:
+        lines.append(f"| {r['task']} | " + " | ".join(_fmt(r["metrics"].get(n)) for n, _, _ in TABLE[:4]) + " |")
+    if doc["skipped"]:
+        lines += ["", "Not computed:", ""] + [f"- {k}: {v}" for k, v in doc["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(path: Path, row: dict) -> None:
+    """Per-frame PSNR in the motion mask (vs copy-the-source), SSIM and frame-to-frame change
+    (vs the ground truth) of one sample, clip boundaries as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = row["curves"]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+    panels = ((("psnr_motion_mask", "generated"), ("psnr_motion_mask_copy_source", "copy source")),
+              (("ssim", "generated"),),
+              (("frame_change", "generated"), ("frame_change_ground_truth", "ground truth")))
+    labels = ("PSNR in motion mask (dB)", "SSIM", "mean |F[t] - F[t-1]|")
+    for ax, panel, label in zip(axes, panels, labels):
+        for key, name in panel:
+            if c.get(key):
+                ax.plot(range(len(c[key])), c[key], marker=".", label=name)
+        for s in row["clip_starts"][1:]:
+            ax.axvline(s - 0.5, color="gray", linestyle="--", linewidth=0.8)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    axes[-1].set_xlabel("frame (dashed: clip boundary)")
+    fig.suptitle(row["task"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def worst_best_grid(rows: list[dict], videos: list[tuple[np.ndarray, np.ndarray]], max_frames: int = 8) -> np.ndarray:
+    """(H', W', 3) uint8: for the worst and the best sample by ``RANK_BY``, a row of generated
+    frames over a row of ground-truth frames (source frame first in both rows)."""
+    order = sorted(range(len(rows)), key=lambda i: np.nan_to_num(rows[i]["metrics"].get(RANK_BY, np.nan), nan=-1e9))
+    picks = [order[0]] if len(order) == 1 else [order[0], order[-1]]
+    blocks = []
+    for i in picks:
+        source, generated, truth = videos[i]
+        k = min(max_frames, len(generated))
+        blocks.append(np.concatenate([source] + list(generated[:k]), axis=1))
+        blocks.append(np.concatenate([source] + list(truth[:k]), axis=1))
+    width = max(b.shape[1] for b in blocks)
+    blocks = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0))) for b in blocks]
+    return np.concatenate(blocks, axis=0)
+
+
+def write_report(out: Path, settings: dict, rows: list[dict], skipped: dict,
+                 videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """Writes metrics.json, metrics.md, curves_<i>.png, worst_best.png into ``out``; returns the
+    JSON document. ``videos[i]`` = (source (H, W, 3), generated (T, H, W, 3), truth) of row i."""
+    from mimaface_jax.face.media_io import write_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    samples = [{k: v for k, v in r.items()} for r in rows]
+    doc = {"settings": settings, "mean": mean_metrics(rows), "samples": samples, "skipped": skipped,
+           "plots": [f"curves_{i}.png" for i in range(len(rows))] + ["worst_best.png"],
+           "worst_best": "rows: worst sample by psnr_motion_mask (generated, ground truth), then the best"}
+    (out / "metrics.json").write_text(json.dumps(_finite_or_none(doc), indent=1))
+    (out / "metrics.md").write_text(markdown(doc))
+    for i, row in enumerate(rows):
+        plot_curves(out / f"curves_{i}.png", row)
+    write_image(out / "worst_best.png", worst_best_grid(rows, videos))
+    return doc

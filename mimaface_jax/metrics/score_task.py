@@ -1,0 +1,93 @@
+"""All metrics of one generated reenactment video against its task (``training/sample_tasks.py``).
+
+A task carries the source frame, the driving frames, the ground truth (T, H, W, 3) uint8 and the
+motion-mask threshold. ``score_task`` returns one row: scalar metrics, their copy-the-source
+baselines (the source frame repeated: what a model that ignores the motion would score) and
+per-frame curves for the plots. Metrics that need a face detector or an identity model are
+computed only when the caller passes a ``FaceMetrics`` (FaceMesh data / an ArcFace file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mimaface_jax.data.synth_faces import motion_mask
+from mimaface_jax.metrics import temporal
+from mimaface_jax.metrics.image_quality import l1, psnr
+from mimaface_jax.metrics.motion_errors import motion_errors
+from mimaface_jax.metrics.ssim import ssim_per_frame
+
+
+@dataclasses.dataclass
+class FaceMetrics:
+    """Optional face-based scorers: ``identity`` (``metrics.identity.IdentityScorer``) and, for
+    FaceMesh-layout models, ``landmarker`` + ``extractor`` (``face.motion.MotionExtractor``)."""
+
+    identity: object | None = None
+    landmarker: object | None = None
+    extractor: object | None = None
+
+
+def _per_frame(fn, a, b, mask=None) -> list[float]:
+    return [fn(a[i], b[i], None if mask is None else mask[i]) for i in range(len(a))]
+
+
+def _motion_metrics(generated, driving, faces: FaceMetrics) -> dict:
+    """FaceMesh-measured AED / APD / gaze error and landmark jitter (generated vs driving)."""
+    h, w = generated.shape[1:3]
+    gen_track = faces.landmarker.track_video(generated)
+    drv_track = faces.landmarker.track_video(driving)
+    gen_motion = faces.extractor.extract(gen_track.landmarks, (w, h)).vectors
+    drv_motion = faces.extractor.extract(drv_track.landmarks, (w, h)).vectors
+    out = motion_errors(gen_motion, drv_motion, faces.extractor.layout)
+    out["frames_without_face_generated"] = int((~gen_track.found).sum())
+    if len(generated) >= 3:
+        out["landmark_jitter"] = temporal.landmark_jitter(gen_track.landmarks[..., :2])
+        out["landmark_jitter_driving"] = temporal.landmark_jitter(drv_track.landmarks[..., :2])
+    return out
+
+
+def score_task(task: dict, generated: np.ndarray, clip_frames: int, faces: FaceMetrics | None = None) -> dict:
+    """task (see the module docstring), generated (T, H, W, 3) uint8 frames made in clips of
+    ``clip_frames`` -> {"metrics": {name: float}, "curves": {name: [T floats]}, ...}."""
+    n = len(generated)
+    truth = np.asarray(task["truth"][:n])
+    if truth.shape != generated.shape:
+        raise ValueError(f"task {task['name']!r}: generated {generated.shape} vs ground truth {truth.shape}")
+    copy = np.broadcast_to(task["source"], truth.shape)
+    mask = motion_mask(truth, copy, threshold=task["mask_threshold"])                 # (T, H, W)
+    ssim_gen, ssim_copy = ssim_per_frame(generated, truth), ssim_per_frame(copy, truth)
+    m = {
+        "psnr": psnr(generated, truth), "psnr_copy_source": psnr(copy, truth),
+        "ssim": float(ssim_gen.mean()), "ssim_copy_source": float(ssim_copy.mean()),
+        "l1": l1(generated, truth), "l1_copy_source": l1(copy, truth),
+        "psnr_motion_mask": psnr(generated, truth, mask), "psnr_motion_mask_copy_source": psnr(copy, truth, mask),
+        "l1_motion_mask": l1(generated, truth, mask), "l1_motion_mask_copy_source": l1(copy, truth, mask),
+        "motion_mask_fraction": float(mask.mean()),
+    }
+    starts = list(range(0, n, clip_frames))
+    if n >= 2:
+        background = temporal.static_mask(truth, threshold=task["mask_threshold"])
+        m["flicker"] = temporal.flicker(generated, background)
+        m["flicker_ground_truth"] = temporal.flicker(truth, background)
+        gen_d = temporal.interclip_discontinuity(generated, starts)
+        m["interclip_discontinuity"] = gen_d["discontinuity"]
+        m["interclip_discontinuity_ground_truth"] = temporal.interclip_discontinuity(truth, starts)["discontinuity"]
+    if faces is not None and faces.identity is not None:
+        ident = faces.identity.score(task["source"], generated)
+        m["identity_similarity"] = ident["identity_similarity"]
+        m["identity_frames_without_face"] = ident["frames_without_face"]
+    if faces is not None and faces.landmarker is not None and faces.extractor is not None:
+        m.update(_motion_metrics(generated, np.asarray(task["driving"][:n]), faces))
+    curves = {
+        "psnr_motion_mask": _per_frame(psnr, generated, truth, mask),
+        "psnr_motion_mask_copy_source": _per_frame(psnr, copy, truth, mask),
+        "ssim": [float(v) for v in ssim_gen],
+        "frame_change": [float("nan")] + [float(v) for v in temporal.frame_changes(generated)] if n >= 2 else [],
+        "frame_change_ground_truth": ([float("nan")] + [float(v) for v in temporal.frame_changes(truth)]
+                                      if n >= 2 else []),
+    }
+    return {"task": task["name"], "kind": task["kind"], "frames": n, "clip_starts": starts,
+            "metrics": {k: float(v) for k, v in m.items()}, "curves": curves}
