@@ -96,15 +96,23 @@ def parse_ablations(items: list[str]) -> dict:
     return out
 
 
+def names_a_path(spec: str) -> bool:
+    """Whether ``--data`` names a folder (resolved before the model loads, so that a bad one fails
+    fast) rather than a dataset name under the model's ``data.tfds_data_dir``."""
+    name = spec.rpartition(":")[0] if ":" in spec else spec
+    return Path(name).expanduser().is_absolute() or Path(name).expanduser().exists()
+
+
 def resolve_data(spec: str, config) -> tuple[str, str, dict]:
-    """'DATASET[:split]' -> (dataset folder, split, its metadata)."""
+    """'DATASET[:split]' -> (dataset folder, split, its metadata); ``config`` (the model's, for
+    ``data.tfds_data_dir``) may be None when ``spec`` names a folder."""
     from mimaface_jax.training.data_source import DataConfigError, resolve_dataset_dir
     from mimaface_jax.training.sample_tasks import HELD_OUT_PREFERENCE, dataset_splits
 
     name, _, split = spec.rpartition(":") if ":" in spec else (spec, "", "")
     name = name or spec
     candidate = Path(name).expanduser()
-    root = str(config.data.tfds_data_dir or ".")
+    root = str(config.data.tfds_data_dir or ".") if config is not None else "."
     try:
         path = resolve_dataset_dir(root, str(candidate.absolute()) if candidate.exists() else name)
     except DataConfigError:
@@ -240,8 +248,9 @@ def evaluate(args, log) -> dict:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EvaluateError(f"--out {out}: exists and is not a folder")
+    early = resolve_data(args.data, None) if names_a_path(args.data) else None
     loaded = load_model(args.model, weights=args.weights, step=args.step, log=log)
-    path, split, metadata = resolve_data(args.data, loaded.config)
+    path, split, metadata = early or resolve_data(args.data, loaded.config)
     check_layout(metadata, loaded.layout, path)
     config = eval_config(loaded.config, path, split)
     f = int(loaded.model.config.num_frames)
@@ -250,9 +259,10 @@ def evaluate(args, log) -> dict:
         raise EvaluateError(f"--frames must be >= 1, got {frames}")
     use_context = ablation.get("ica", True)
     try:
+        # ica=off keeps the settings (and so the compiled clip function): frames_without_context
+        # passes no context at all, the source anchor included
         settings = GenerationSettings.from_config(config, sampler=args.sampler, num_steps=args.steps,
-                                                  guidance_scale=ablation.get("guidance"), seed=args.seed,
-                                                  **({} if use_context else {"source_as_context": False}))
+                                                  guidance_scale=ablation.get("guidance"), seed=args.seed)
     except ValueError as err:
         raise EvaluateError(str(err)) from None
     tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos, frames)
@@ -285,7 +295,8 @@ def evaluate(args, log) -> dict:
         "model": loaded.description, "data": path, "split": split, "task_kind": tasks[0]["kind"],
         "num_videos": len(tasks), "frames": frames, "clip_frames": generator.num_frames,
         "context_frames": generator.num_context if use_context else 0,
-        "ablation": ", ".join(args.ablate), "generation": settings.to_json(),
+        "ablation": ", ".join(args.ablate),
+        "generation": dict(settings.to_json(), **({} if use_context else {"source_as_context": False})),
         "resolution": generator.resolution, "identity_model": args.identity_model,
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }

@@ -123,6 +123,8 @@ def worst_best_grid(rows: list[dict], videos: list[tuple[np.ndarray, np.ndarray]
         k = min(max_frames, len(generated))
         blocks.append(np.concatenate([source] + list(generated[:k]), axis=1))
         blocks.append(np.concatenate([source] + list(truth[:k]), axis=1))
+    scale = max(1, -(-96 // blocks[0].shape[0]))   # small crops: tiles of >= 96 pixels
+    blocks = [np.repeat(np.repeat(b, scale, 0), scale, 1) for b in blocks]
     width = max(b.shape[1] for b in blocks)
     blocks = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0))) for b in blocks]
     return np.concatenate(blocks, axis=0)

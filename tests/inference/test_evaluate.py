@@ -73,3 +73,29 @@ def test_bad_input_is_one_line_error(synth_workdir, synth_data, tmp_path, capsys
     assert evaluate.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("evaluate: error: ") and message in err[-1]
+
+
+def test_model_and_data_of_different_motion_layouts_is_one_line_error(facemesh_bundle, synth_data, tmp_path,
+                                                                      capsys):
+    bundle, _ = facemesh_bundle
+    assert evaluate.main(["--model", str(bundle), "--data", str(synth_data), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("evaluate: error: ") and "does not match the model's" in err and "synth-v1" in err
+
+
+def test_ica_off_is_the_generator_without_context(tiny_video):
+    """ica=off: the first clip equals the generator's own first clip (no context either way, same
+    noise); later clips differ from the generator's, which see the previous frames."""
+    gen = tiny_video.generator(source_as_context=False)
+    rng = np.random.default_rng(0)
+    r, t = gen.resolution, 10
+    task = {"source": rng.integers(0, 256, (r, r, 3), dtype=np.uint8),
+            "identity": rng.normal(size=(tiny_video.config.model.mia.identity_dim,)).astype(np.float32),
+            "motion": rng.normal(size=(t, gen.motion_size)).astype(np.float32),
+            "condition": rng.integers(0, 256, (t, r, r, 3), dtype=np.uint8)}
+    with_context = gen.video(task["source"], task["identity"], task["motion"], lambda a, b: task["condition"][a:b],
+                             seed=3)
+    without = evaluate.frames_without_context(gen, task, seed=3)
+    assert without.shape == with_context.shape == (t, r, r, 3)
+    np.testing.assert_array_equal(without[:4], with_context[:4])
+    assert not np.array_equal(without[4:], with_context[4:])
