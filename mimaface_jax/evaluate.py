@@ -214,7 +214,7 @@ def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
                                           "there is no extractor measuring its motion from generated frames "
                                           "(the ground-truth metrics cover motion accuracy)")
     for name, reason in skipped.items():
-        log(f"not computed: {name}: {reason}")
+        log(f"not computed: {name} ({reason})")
     return faces
 
 
