@@ -26,6 +26,7 @@ exit status 1, leaving no output file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -155,14 +156,30 @@ def compose(result: np.ndarray, source, driving_frame: np.ndarray | None, side_b
     return np.concatenate(panels + [result], axis=1)
 
 
-def run_job(loaded, generator, source_path: str, driving_path: str, out: str, args, settings_json: dict) -> dict:
-    from mimaface_jax.face import align
+@dataclasses.dataclass
+class Job:
+    """One source / driving / output triple, prepared for generation."""
+
+    source: object            # inference.source.Source
+    driving: object           # inference.driving.Driving
+    transfer: object          # inference.motion_transfer.TransferSettings
+    motion: np.ndarray        # (T, D) the motion of every generated frame
+    reference: int            # the driving reference frame of relative transfer
+    paste: bool               # paste the generated crop back into the source image
+    out: Path
+    prepare_s: float
+
+    def render(self, a: int, b: int) -> np.ndarray:
+        """Condition renders (b - a, r, r, 3) of frames a .. b - 1."""
+        return np.stack([self.source.render(m) for m in self.motion[a:b]])
+
+
+def prepare_job(loaded, resolution: int, source_path: str, driving_path: str, out: str, args) -> Job:
     from mimaface_jax.inference.driving import load_driving
     from mimaface_jax.inference.motion_transfer import TransferSettings, transfer
     from mimaface_jax.inference.source import load_source
-    from mimaface_jax.inference.video_out import VideoOutput, temporary_path
 
-    t_start = time.perf_counter()
+    t0 = time.perf_counter()
     try:
         groups = tuple(g.strip() for g in args.transfer.split(",") if g.strip())
         ts = TransferSettings(args.motion, args.driving_reference, groups, args.smooth)
@@ -171,17 +188,29 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
     source = load_source(source_path, loaded, args.face_index, args.identity_model)
     driving = load_driving(driving_path, loaded, args.max_missing)
     motion, reference = transfer(source.motion, driving.motion, loaded.layout, ts)
-    r = generator.resolution
-    paste = source.transform is not None and not args.no_paste_back and max(source.image.shape[:2]) > r
-    t_prepared = time.perf_counter()
+    paste = source.transform is not None and not args.no_paste_back and max(source.image.shape[:2]) > resolution
+    return Job(source, driving, ts, motion, reference, paste, Path(out), time.perf_counter() - t0)
 
-    def render(a: int, b: int) -> np.ndarray:
-        return np.stack([source.render(m) for m in motion[a:b]])
 
+def run_job(loaded, generator, job: Job, args, settings_json: dict) -> dict:
+    """Generates, writes OUT.mp4 and OUT.json; returns the JSON document."""
+    driving_frames = job.driving.frames() if args.side_by_side else None
+    try:
+        return _write(loaded, generator, job, driving_frames, args, settings_json)
+    finally:
+        if driving_frames is not None:
+            driving_frames.close()  # the driving video's decoder, when the loop stopped early
+
+
+def _write(loaded, generator, job: Job, driving_frames, args, settings_json: dict) -> dict:
+    from mimaface_jax.face import align
+    from mimaface_jax.inference.video_out import VideoOutput, temporary_path
+
+    t_start = time.perf_counter()
+    source, driving, motion, render, ts = job.source, job.driving, job.motion, job.render, job.transfer
+    paste, reference, out_path = job.paste, job.reference, job.out
     progress = Progress(len(motion), generator.num_frames, args.quiet)
-    driving_frames = driving.frames() if args.side_by_side else None
     clips = []
-    out_path = Path(out)
     json_path = out_path.with_suffix(".json")
     with VideoOutput(out_path, driving.fps, audio_from=driving.path if driving.kind == "video" else None,
                      lossless=args.lossless) as video:
@@ -198,7 +227,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
                           "seconds": round(clip.seconds, 4), "compiled": clip.compiled})
             progress.update(clip)
         doc = {
-            "output": str(out_path), "source": source_path, "driving": driving_path,
+            "output": str(out_path), "source": source.path, "driving": driving.path,
             "model": loaded.description, "generation": settings_json,
             "transfer": {"motion": ts.mode, "driving_reference": ts.reference, "reference_frame": reference,
                          "groups": list(ts.groups), "smooth": ts.smooth},
@@ -207,7 +236,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
             "paste_back": paste, "side_by_side": bool(args.side_by_side),
             "driving_kind": driving.kind, "driving_missing_frames": driving.num_missing,
             "fps": driving.fps, "frames": len(motion),
-            "timings": {"prepare_s": round(t_prepared - t_start, 3),
+            "timings": {"prepare_s": round(job.prepare_s, 3),
                         "compile_s": round(sum(c["seconds"] for c in clips if c["compiled"]), 3),
                         "generate_s": round(sum(c["seconds"] for c in clips), 3),
                         "clips": clips},
@@ -221,7 +250,7 @@ def run_job(loaded, generator, source_path: str, driving_path: str, out: str, ar
         try:
             written = video.finish()
             doc["audio"] = written["audio"]
-            doc["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
+            doc["timings"]["total_s"] = round(job.prepare_s + time.perf_counter() - t_start, 3)
             tmp_json.write_text(json.dumps(doc, indent=1))
             os.replace(tmp_json, json_path)
         except BaseException:
@@ -264,7 +293,8 @@ def main(argv=None) -> int:
                              clip_frames=generator.num_frames, context_frames=generator.num_context,
                              resolution=generator.resolution)
         for source, driving, out in jobs:
-            doc = run_job(loaded, generator, source, driving, out, args, settings_json)
+            job = prepare_job(loaded, generator.resolution, source, driving, out, args)
+            doc = run_job(loaded, generator, job, args, settings_json)
             print(f"wrote {out} ({doc['frames']} frames at {doc['fps']:g} fps"
                   f"{', audio' if doc['audio'] else ''}; {doc['timings']['total_s']:.1f}s) and "
                   f"{Path(out).with_suffix('.json')}")
