@@ -7,9 +7,9 @@
   gaze error: mean |g_gen - g_drv| over frames and the gaze group's entries (FaceMesh: iris
       offsets in eye widths).
 
-Frames where either side is NaN (no face found) are left out and counted.
-Motion of generated frames comes from ``measure_facemesh_motion`` (FaceMesh landmarks +
-``face.motion.MotionExtractor`` with the model's expression basis).
+Frames where either side is NaN (no face found) are left out and counted. ``evaluate`` measures
+both sides the same way: FaceMesh landmarks of the generated and of the driving frames through
+``face.motion.MotionExtractor`` with the model's expression basis (``score_task.py``).
 """
 
 from __future__ import annotations
@@ -48,12 +48,3 @@ def motion_errors(generated, driving, layout) -> dict:
     gaze, _ = _mean_abs(g, d, layout.group_indices("gaze"))
     return {"aed": aed, "apd_degrees": apd, "gaze_error": gaze, "frames_left_out": skipped}
 
-
-def measure_facemesh_motion(frames: np.ndarray, extractor, landmarker) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames -> (T, D) FaceMesh motion (NaN rows where no face was found).
-
-    ``extractor``: ``face.motion.MotionExtractor`` (the model's expression basis);
-    ``landmarker``: ``face.landmarks.FaceLandmarker``."""
-    track = landmarker.track_video(frames)
-    h, w = frames.shape[1:3]
-    return extractor.extract(track.landmarks, (w, h)).vectors
