@@ -30,7 +30,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # TensorFlow (imported by clu's writer, tfds or MediaPipe when installed) logs INFO lines
     # at start-up (oneDNN, CPU features) that read like problems; warnings and errors stay.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mimaface_jax.training.metrics import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()
     import jax
     from absl import logging as absl_logging
 

@@ -78,13 +78,20 @@ class MultiWriter:
             w.close()
 
 
+def quiet_tensorflow_startup() -> None:
+    """Before TensorFlow loads (clu's writer, tfds or MediaPipe import it): no C++ INFO lines
+    (``TF_CPP_MIN_LOG_LEVEL=2``: CPU features) and no oneDNN notice (``TF_ENABLE_ONEDNN_OPTS=0``:
+    TensorFlow only writes event files here, it computes nothing), unless the user set them.
+    Users read those start-up lines as problems; TensorFlow's warnings and errors still show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow (for clu's writer) without its C++ INFO start-up lines (oneDNN, CPU
-    features), which a user reads as problems: ``TF_CPP_MIN_LOG_LEVEL=2`` unless set already
-    (``python -m mimaface_jax.train`` sets it at start, before anything imports TensorFlow)."""
+    """Imports TensorFlow (for clu's writer) after :func:`quiet_tensorflow_startup`."""
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_startup()
     import tensorflow  # noqa: F401
 
 
