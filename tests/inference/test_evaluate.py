@@ -1,12 +1,18 @@
 """``python -m mimaface_jax.evaluate`` end to end on the tiny SynthFaces video model (random
-weights) over a tiny held-out SynthFaces TFDS split; its one-line errors."""
+weights) over a tiny held-out SynthFaces TFDS split and on a FaceMesh-layout model over a built
+video_folder split; ``--ablate ica=off``; its one-line errors."""
 
 import json
 
 import numpy as np
 import pytest
 
+from face_video_fixtures import video_folder_dataset, video_folder_layout  # noqa: F401
+
 from mimaface_jax import evaluate
+
+# with animate / export: the same session fixtures (synth_workdir, facemesh_bundle) on one worker
+pytestmark = pytest.mark.xdist_group("inference_facemesh_bundle")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,7 @@ def test_model_and_data_of_different_motion_layouts_is_one_line_error(facemesh_b
     assert err.startswith("evaluate: error: ") and "does not match the model's" in err and "synth-v1" in err
 
 
+@pytest.mark.xdist_group("inference_tiny_video")
 def test_ica_off_is_the_generator_without_context(tiny_video):
     """ica=off: the first clip equals the generator's own first clip (no context either way, same
     noise); later clips differ from the generator's, which see the previous frames."""
@@ -99,3 +106,19 @@ def test_ica_off_is_the_generator_without_context(tiny_video):
     assert without.shape == with_context.shape == (t, r, r, 3)
     np.testing.assert_array_equal(without[:4], with_context[:4])
     assert not np.array_equal(without[4:], with_context[4:])
+
+
+def test_evaluate_self_reenactment_on_facemesh_data(facemesh_bundle, video_folder_dataset, tmp_path):
+    """A FaceMesh-layout model over a built video_folder dataset: self-reenactment tasks, the
+    FaceMesh motion metrics run (a random 32^2 model's frames may hold no face: their motion
+    errors are then NaN and the frames are counted, never an exception)."""
+    bundle, _ = facemesh_bundle
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", str(bundle), "--data", f"{video_folder_dataset.data_path}:test",
+                          "--out", str(out), "--num_videos", "1", "--frames", "6", "--quiet"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["settings"]["task_kind"] == "self" and doc["settings"]["split"] == "test"
+    m = doc["samples"][0]["metrics"]
+    assert np.isfinite(m["psnr"]) and np.isfinite(m["interclip_discontinuity"])
+    assert 0 <= m["frames_without_face_generated"] <= 6 and "aed" in m and "landmark_jitter" in m
+    assert "aed_apd_gaze_jitter" not in doc["skipped"]
