@@ -122,3 +122,13 @@ def test_evaluate_self_reenactment_on_facemesh_data(facemesh_bundle, video_folde
     assert np.isfinite(m["psnr"]) and np.isfinite(m["interclip_discontinuity"])
     assert 0 <= m["frames_without_face_generated"] <= 6 and "aed" in m and "landmark_jitter" in m
     assert "aed_apd_gaze_jitter" not in doc["skipped"]
+
+
+def test_ablation_switches_parse():
+    assert evaluate.parse_ablations([]) == {}
+    assert evaluate.parse_ablations(["ica=off", "guidance=2.5"]) == {"ica": False, "guidance": 2.5}
+    assert evaluate.parse_ablations(["ica=on"]) == {"ica": True}
+    for bad, message in (("guidance=high", "takes a number"), ("guidance=-1", ">= 0"), ("ica", "expected one of"),
+                         ("temperature=2", "expected one of"), ("identity=off", "train the variant")):
+        with pytest.raises(evaluate.EvaluateError, match=message):
+            evaluate.parse_ablations([bad])
