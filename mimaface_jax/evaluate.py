@@ -294,6 +294,8 @@ def evaluate(args, log) -> dict:
     settings_doc = {
         "model": loaded.description, "data": path, "split": split, "task_kind": tasks[0]["kind"],
         "num_videos": len(tasks), "frames": frames, "clip_frames": generator.num_frames,
+        # a driving video shorter than --frames gives a shorter task
+        "frames_generated": sorted({r["frames"] for r in rows}),
         "context_frames": generator.num_context if use_context else 0,
         "ablation": ", ".join(args.ablate),
         "generation": dict(settings.to_json(), **({} if use_context else {"source_as_context": False})),

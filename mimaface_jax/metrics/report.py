@@ -64,7 +64,8 @@ def markdown(doc: dict) -> str:
     mean = doc["mean"]
     lines = [f"# Evaluation: {doc['settings']['model']['path']}", "",
              f"Data: `{doc['settings']['data']}` split `{doc['settings']['split']}`, {len(doc['samples'])} "
-             f"{doc['settings']['task_kind']}-reenactment videos of {doc['settings']['frames']} frames "
+             f"{doc['settings']['task_kind']}-reenactment videos of "
+             f"{'/'.join(str(n) for n in sorted({r['frames'] for r in doc['samples']}))} frames "
              f"(clips of {doc['settings']['clip_frames']}); ablation: {doc['settings']['ablation'] or 'none'}.", "",
              "| metric | model | baseline | better |", "|---|---|---|---|"]
     for name, base, better in TABLE:
