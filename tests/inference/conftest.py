@@ -3,7 +3,6 @@ inference tests. Its motion modules' zero-initialised output projections are ran
 that frames really interact through the temporal attention (a test of masking would pass
 trivially otherwise)."""
 
-import importlib.util
 import pathlib
 import sys
 
@@ -17,10 +16,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_config(name, *args):
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(*args)
+    """``configs/<name>.py``'s ``get_config(*args)``."""
+    from mimaface_jax.config_files import load_config as load
+
+    return load(REPO / "configs" / f"{name}.py", *args)
 
 
 def live_motion_modules(params: dict, seed: int = 0) -> dict:
