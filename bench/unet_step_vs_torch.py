@@ -45,6 +45,9 @@ _parser.add_argument("--context-tokens", type=int, default=77, help="cross-atten
 _parser.add_argument("--components", action="store_true",
                      help="also time the U-Net's parts alone (forward + backward), JAX vs torch")
 _parser.add_argument("--no-step", action="store_true", help="skip the whole U-Net (with --components)")
+_parser.add_argument("--attention", default="xla", choices=("xla", "chunked"),
+                     help="the JAX side's attention implementation (default: the U-Net config's default, xla)")
+_parser.add_argument("--chunk", type=int, default=None, help="chunk_q = chunk_kv of --attention chunked")
 
 
 def _pin(threads: int) -> None:
@@ -78,8 +81,9 @@ ADAPTER = dict(
 )
 
 
-def build_models(workdir: str):
-    """(torch UNetMotionModel, our UNet3D) with the same weights."""
+def build_models(workdir: str, attention=None):
+    """(torch UNetMotionModel, our UNet3D) with the same weights; ``attention``: an
+    ``AttentionConfig`` for our side (default: the config's)."""
     import torch
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
@@ -95,8 +99,9 @@ def build_models(workdir: str):
     unet2d.save_pretrained(os.path.join(workdir, "unet"), safe_serialization=True)
     adapter.save_pretrained(os.path.join(workdir, "motion"), safe_serialization=True)
     reference = UNetMotionModel.from_unet2d(unet2d, adapter).train()
+    overrides = {} if attention is None else {"attention": attention}
     config = unet_config_from_checkpoint(os.path.join(workdir, "unet"), os.path.join(workdir, "motion"),
-                                         in_channels=4, remat_policy="none")
+                                         in_channels=4, remat_policy="none", **overrides)
     ours = import_unet(os.path.join(workdir, "unet"), os.path.join(workdir, "motion"), config=config)
     return reference, ours
 
@@ -290,12 +295,22 @@ def main(argv=None) -> None:
 
     from bench_common import cpu_name
 
+    from mimaface_jax.models.attention import AttentionConfig
+
     torch.set_num_threads(args.threads)
+    attention = AttentionConfig(implementation=args.attention)
+    if args.chunk is not None:
+        if args.attention != "chunked":
+            raise SystemExit("--chunk needs --attention chunked")
+        attention = AttentionConfig(implementation="chunked", chunk_q=args.chunk, chunk_kv=args.chunk)
     with tempfile.TemporaryDirectory() as workdir:
-        reference, ours = build_models(workdir)
+        reference, ours = build_models(workdir, attention)
     n_params = sum(p.numel() for p in reference.parameters())
     print(f"CPU: {cpu_name()}; {args.threads} cores / threads per framework; jax {jax.__version__}, "
           f"torch {torch.__version__}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    import mimaface_jax
+
+    print(f"model code: {os.path.dirname(mimaface_jax.__file__)}; JAX attention: {attention}")
     print(f"model: {n_params / 1e6:.2f} M parameters, widths {WIDTHS}; input B={args.batch} x F={args.frames} x "
           f"{args.size}x{args.size}x4, context {args.context_tokens}x{CONTEXT_DIM}; {args.reps} interleaved repetitions")
 
