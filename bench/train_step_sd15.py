@@ -37,13 +37,21 @@ SECTION = "## SD-1.5 train step: XLA memory and FLOPs (abstract, 8 fake CPU devi
 CONFIGS = {"image": "sd15_stage1_image", "video": "sd15_stage2_video"}
 GIB = 1024 ** 3
 NOTE = """
-Reading: the state divides over fsdp as intended (per-device state = total / 8 within 1%).
-The temporaries are dominated by attention score matrices: with the configs'
-`attention_implementation="xla"` a 512^2 frame's self-attention at 64x64 latents materialises
-8 heads x 4096^2 scores per layer, so stage 2 (20 frames per device) needs ~10x stage 1's
-temporaries. On GPUs / TPUs set `model.unet.attention_implementation` to `cudnn` / a flash
-kernel (`--config.model.unet.attention_implementation=cudnn`), or lower the frames per
-device, before expecting these configs to fit an 80 GB device.
+Reading (2026-12-02, stage defaults of commit 8d2d3ac: stage 2 also trains MIA and two CLIP layers):
+- `chunked` cuts the stage-2 step's temporaries from 203.7 GiB (`xla`) to 84.8 GiB with XLA's
+  default CPU scheduler and to 36.1 GiB with `--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED`;
+  stage 1: 10.8 GiB (`xla`) -> 3.7 GiB. The 32 GiB target for stage 2 is NOT met (36.1 GiB).
+- FLOPs: `chunked` recomputes q k^T once more per tile in its backward (9 attention matmul
+  passes per tile under full remat instead of 8): +1.1 % (stage 2) / +1.2 % (stage 1) of the
+  step's matmul + conv FLOPs. The chunked row without a scheduler flag got its jaxpr count from
+  a trace of the same code (the run predates that column).
+- What remains (peak of the default-scheduler stage-2 step, from XLA's live-range dump): the
+  rematerialised blocks' non-attention activations (fp32 GroupNorm / GEGLU / residual buffers
+  of the 64x64 and 32x32 levels, ~45 GiB, several blocks' recomputations live at once because
+  the default CPU scheduler hoists them), attention score tiles ~6.6 GiB, the chunked backward's
+  fp32 dq accumulators ~3.8 GiB. Finer remat (per resnet / transformer / motion module) or
+  1-2 fewer frames per device are the next levers; an accelerator's memory-aware scheduler is
+  closer to the memory-optimized row.
 """
 
 

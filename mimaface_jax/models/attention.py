@@ -30,10 +30,16 @@ Design notes (numbers in BENCHMARKS.md, "SD-1.5 train step"):
 * ``chunked`` keeps the plain path's numerics (fp32 logits, ``finfo.min`` for masked logits)
   and costs one extra ``q k^T`` matmul per tile in the backward pass (5 attention matmuls
   instead of 4). Default chunks 1024 x 1024: one fp32 score tile per (frame, head) is 4 MiB.
-* Cross-attention (4096 / 1024 / 256 / 64 queries x ~260 context tokens) and CLIP's 257-token
+* ``chunked`` under full remat: the plain path's attention costs 8 matmul passes per tile
+  (forward 2, recomputed forward 2, backward 4), ``chunked`` 9 (its backward recomputes
+  ``q k^T`` once more): +1.1 % of the SD-1.5 stage-2 step's matmul FLOPs (BENCHMARKS.md).
+* Cross-attention (4096 / 1024 / 256 / 64 queries x 264 context tokens) and CLIP's 257-token
   self-attention: ``min_seq_len`` (default 256) compares against the SHORTER of the two
-  lengths, so with the default they take the kernel path too; see BENCHMARKS.md for the
-  measured difference.
+  lengths, so they take the kernel path too. Decided by measurement (XLA CPU buffer
+  assignment of one layer's forward + backward, bf16, 20 frames x 8 heads): 4096 x 264 needs
+  2853 MiB plain vs 758 MiB chunked, 1024 x 264 786 vs 551 MiB, 256 x 264 267 vs 178 MiB, for
+  one extra matmul in the backward. Temporal attention (~20 frames) and the MIA tokens stay
+  plain.
 """
 
 from __future__ import annotations
