@@ -18,9 +18,10 @@ import numpy as np
 
 from mimaface_jax import config_validation
 from mimaface_jax.config_validation import ConfigError
+from mimaface_jax.models.attention import describe_choice
 from mimaface_jax.parallel import shard_batch
-from mimaface_jax.training import (checkpointing, data_source, mesh_and_model, multihost, optimizer,
-                                   sample_tasks, signals, train_step)
+from mimaface_jax.training import (checkpointing, data_source, mesh_and_model, model_config, multihost,
+                                   optimizer, sample_tasks, signals, train_step)
 from mimaface_jax.training.fault_hooks import FaultHooks
 from mimaface_jax.training.metrics import ProfileTrace, Progress, make_writer
 
@@ -110,6 +111,8 @@ def run(config, workdir: str) -> int:
     n_train = sum(model.abstract_params[n].size for n in trainable)
     n_all = sum(x.size for x in model.abstract_params.values())
     log(f"model: {n_all / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trainable (stage {config.stage})")
+    log(describe_choice(model_config.attention_config(config), jax.default_backend(),
+                        model_config.dtype_of(config.precision.compute_dtype)))
 
     with contextlib.ExitStack() as cleanup:
         data = data_source.make_train_iterator(config, workdir, log)
