@@ -23,7 +23,6 @@ state divides over fsdp and how large the step's working set is, not a TPU/GPU's
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -56,10 +55,9 @@ Reading (2026-12-02, stage defaults of commit 8d2d3ac: stage 2 also trains MIA a
 
 
 def load_config(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config"):
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / f"{CONFIGS[stage]}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    from mimaface_jax.config_files import load_config as load_file
+
+    c = load_file(REPO / "configs" / f"{CONFIGS[stage]}.py")
     c.mesh.fsdp = 8
     c.data.global_batch_size = 8
     if stage == "video":

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import jax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mimaface_jax.config_files import load_config
 from mimaface_jax.config_validation import ConfigError, validate
 from mimaface_jax.models.attention import (AttentionConfig, attention_from_config, describe_choice,
                                            resolve_implementation)
@@ -64,10 +64,7 @@ def test_splash_without_tpu_is_an_error_unless_fallback_or_interpret():
 
 
 def _sd15(tmp_path):
-    spec = importlib.util.spec_from_file_location("cfg_sd15_stage2", CONFIGS / "sd15_stage2_video.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = load_config(CONFIGS / "sd15_stage2_video.py")
     c.init.stage1_checkpoint = str(tmp_path)
     c.mesh.fsdp = 8
     c.data.global_batch_size = 8

@@ -2,13 +2,13 @@
 state is built and the train step LOWERS against abstract inputs (no full weights allocated);
 each device holds about 1/8 of the parameter + optimizer bytes."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import jax
 import pytest
 
+from mimaface_jax.config_files import load_config
 from mimaface_jax.config_validation import validate
 from mimaface_jax.training import mesh_and_model, optimizer, train_step
 
@@ -16,10 +16,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config(CONFIGS / f"{name}.py")
 
 
 @pytest.mark.parametrize("name, low, high", [
