@@ -31,7 +31,7 @@ def frame_masked_group_norm(x: Array, frame_mask: Array | None, num_groups: int,
     if c % g:
         raise ValueError(f"frame_masked_group_norm: {c} channels not divisible by {g} groups")
     # frames as rows of channels: per-channel reductions keep the minor axis and no kept axis is
-    # a unit one (see ``layers.group_norm_rows`` for why this matters on XLA's CPU backend)
+    # a unit one (XLA's CPU backend runs such reductions far slower; BENCHMARKS.md)
     rows = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b * f, h * w, c)  # (B*F, HW, C)
     n = h * w * (c // g)
 

@@ -96,7 +96,8 @@ def test_resumed_run_uses_the_pretrained_vae(tmp_path, compile_cache, synth_dir,
     random_init = mesh_and_model.init_autoencoder(c, model, mesh, rules)
     other = np.asarray(encode_frames(model.ae_spec.merge(random_init), image, None))
     assert np.abs(expected - other).max() > 1e-2  # the store's VAE is not the seeded init
-    np.testing.assert_array_equal(ours, expected)
+    # equal up to float rounding (the rebuilt VAE is sharded over the test's 8 devices)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
 
     # a changed store under a run in progress: refused, nothing trained on other latents
     changed = tmp_path / "changed_store"
