@@ -9,34 +9,13 @@ import types
 import cv2
 import numpy as np
 import pytest
+from face_image_fixtures import astronaut, group_photo, landmarker  # noqa: F401
 
 # Centre of the astronaut's face in skimage.data.astronaut() (512x512), from its landmarks.
 ASTRONAUT_FACE_CENTRE = (225.0, 125.0)
 VIDEO_SIZE = 256
 VIDEO_FRAMES = 24
 BLANK_FRAMES = (9, 10, 11)
-
-
-@pytest.fixture(scope="session")
-def astronaut() -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut())  # (512, 512, 3) RGB
-
-
-@pytest.fixture(scope="session")
-def group_photo() -> np.ndarray:
-    import insightface.data
-
-    return np.ascontiguousarray(insightface.data.get_image("t1")[:, :, ::-1])  # BGR -> RGB
-
-
-@pytest.fixture(scope="session")
-def landmarker():
-    from mimaface_jax.face.landmarks import FaceLandmarker
-
-    with FaceLandmarker() as fl:
-        yield fl
 
 
 def trajectory_transform(t: int, n: int = VIDEO_FRAMES, size: int = VIDEO_SIZE) -> np.ndarray:

@@ -7,28 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session")
-def astronaut() -> np.ndarray:
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut())  # (512, 512, 3) RGB
-
-
-@pytest.fixture(scope="session")
-def group_photo() -> np.ndarray:
-    import insightface.data
-
-    return np.ascontiguousarray(insightface.data.get_image("t1")[:, :, ::-1])  # BGR -> RGB
-
-
-@pytest.fixture(scope="session")
-def landmarker():
-    from mimaface_jax.face.landmarks import FaceLandmarker
-
-    with FaceLandmarker() as fl:
-        yield fl
+from face_image_fixtures import astronaut, group_photo, landmarker  # noqa: F401
 
 
 @pytest.fixture(scope="session")
