@@ -143,15 +143,10 @@ def model_and_state(config):
     import jax
 
     from mimaface_jax.config_validation import validate
-    from mimaface_jax.training import mesh_and_model, optimizer, train_step
+    from mimaface_jax.training.abstract_run import abstract_run
 
     validate(config, jax.device_count())
-    mesh, rules = mesh_and_model.build_mesh(config)
-    model = mesh_and_model.abstract_model(config, mesh, rules)
-    trainable, frozen = optimizer.split_trainable(model.spec.names, config)
-    tx = optimizer.make_optimizer(config)
-    state = train_step.abstract_state(config, model, trainable, frozen, tx, mesh)
-    return mesh, rules, model, trainable, frozen, tx, state
+    return tuple(abstract_run(config))
 
 
 def random_params(abstract: dict, seed: int) -> dict:

@@ -128,7 +128,8 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
     from mimaface_jax.config_validation import validate
     from mimaface_jax.models.attention import resolve_implementation
     from mimaface_jax.parallel import use_rules
-    from mimaface_jax.training import mesh_and_model, optimizer, train_step
+    from mimaface_jax.training import mesh_and_model, train_step
+    from mimaface_jax.training.abstract_run import abstract_run
     from mimaface_jax.training.model_config import dtype_of
 
     c = load_config(stage, attention, remat, min_seq_len)
@@ -138,11 +139,7 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
     if kernel == "chunked":
         kernel += f" {u.attention_chunk_q}x{u.attention_chunk_kv}"
     validate(c, jax.device_count())
-    mesh, rules = mesh_and_model.build_mesh(c)
-    model = mesh_and_model.abstract_model(c, mesh, rules)
-    trainable, frozen = optimizer.split_trainable(model.spec.names, c)
-    tx = optimizer.make_optimizer(c)
-    state = train_step.abstract_state(c, model, trainable, frozen, tx, mesh)
+    mesh, rules, model, trainable, frozen, tx, state = abstract_run(c)
     leaves = {f"leaf{i}": x for i, x in enumerate(jax.tree.leaves(state))}
     total, per_device = mesh_and_model.param_bytes(leaves)
     step = train_step.make_train_step(c, model, tx)

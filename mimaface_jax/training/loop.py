@@ -21,7 +21,8 @@ from mimaface_jax.config_validation import ConfigError
 from mimaface_jax.models.attention import describe_choice
 from mimaface_jax.parallel import shard_batch
 from mimaface_jax.training import (checkpointing, data_source, mesh_and_model, model_config, multihost,
-                                   optimizer, sample_tasks, signals, train_step)
+                                   sample_tasks, signals, train_step)
+from mimaface_jax.training.abstract_run import abstract_run
 from mimaface_jax.training.fault_hooks import FaultHooks
 from mimaface_jax.training.metrics import ProfileTrace, Progress, make_writer
 
@@ -102,12 +103,8 @@ def run(config, workdir: str) -> int:
     if multihost.is_main():
         (workdir / "config.json").write_text(json.dumps(config_json, indent=1))
 
-    mesh, rules = mesh_and_model.build_mesh(config)
+    mesh, rules, model, trainable, frozen, tx, state_abs = abstract_run(config)
     log(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices ({jax.process_count()} processes)")
-    model = mesh_and_model.abstract_model(config, mesh, rules)
-    trainable, frozen = optimizer.split_trainable(model.spec.names, config)
-    tx = optimizer.make_optimizer(config)
-    state_abs = train_step.abstract_state(config, model, trainable, frozen, tx, mesh)
     n_train = sum(model.abstract_params[n].size for n in trainable)
     n_all = sum(x.size for x in model.abstract_params.values())
     log(f"model: {n_all / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trainable (stage {config.stage})")

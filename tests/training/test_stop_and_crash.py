@@ -13,7 +13,8 @@ import signal
 import time
 
 import runner
-from mimaface_jax.training import checkpointing, mesh_and_model, optimizer, train_step
+from mimaface_jax.training import checkpointing
+from mimaface_jax.training.abstract_run import abstract_run
 
 
 def _wait_for_text(path, text, proc, what):
@@ -58,11 +59,7 @@ def test_exception_after_async_save_leaves_a_complete_checkpoint(tmp_path, compi
     assert sorted(runner.losses(work)) == [1, 2, 3, 4]  # the writer was flushed and closed
 
     c = runner.load_config("tiny", "image_min")
-    mesh, rules = mesh_and_model.build_mesh(c)
-    model = mesh_and_model.abstract_model(c, mesh, rules)
-    trainable, frozen = optimizer.split_trainable(model.spec.names, c)
-    tx = optimizer.make_optimizer(c)
-    state_abs = train_step.abstract_state(c, model, trainable, frozen, tx, mesh)
+    state_abs = abstract_run(c).state
     with checkpointing.make_manager(checkpointing.checkpoint_dir(work), c) as manager:
         assert manager.latest_step() == 4
         state, data_state = checkpointing.restore(manager, 4, state_abs)
