@@ -7,6 +7,12 @@ from a stage-1 checkpoint given by ``--config.init.stage1_checkpoint=WORKDIR``).
 ``:image_min`` / ``:video_min``: the same stages with the smallest model that still has every
 part (one U-Net level, one CLIP / mapper layer) at 32x32: the training-mechanics tests
 (resume, faults, multi-host), where compile time matters and quality does not.
+
+Training-time ablations (``scripts/ablate.sh``, docs/RESULTS.md), same budget and data:
+``:video_no_ica`` (stage 2 without inter-clip context: ``ica.k_max = 0``, every clip generated
+on its own, no source anchor) and ``:image_no_mia`` / ``:video_no_mia`` (both stages without
+MIA's motion and identity modulation: the context is the mapped CLIP tokens of the source
+alone; motion reaches the U-Net only through the condition renders).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ def _load_base():
 base = _load_base()
 
 
-VARIANTS = ("image", "video", "image_min", "video_min")
+VARIANTS = ("image", "video", "image_min", "video_min", "video_no_ica", "image_no_mia", "video_no_mia")
 
 
 def get_config(variant: str = "image"):
     if variant not in VARIANTS:
         raise ValueError(f"configs/tiny.py: the argument must be one of {VARIANTS}, got {variant!r} "
                          "(e.g. --config configs/tiny.py:image or configs/tiny.py:video)")
-    stage, minimal = variant.split("_")[0], variant.endswith("_min")
+    stage, _, ablation = variant.partition("_")
+    minimal = ablation == "min"
     c = base.get_config()
     c.name = f"tiny_{variant}"
     c.stage = stage
@@ -138,6 +145,13 @@ def get_config(variant: str = "image"):
     c.sample.num_videos = 4
     if minimal:
         _minimal(c)
+    if ablation == "no_ica":
+        c.model.ica.k_max = 0
+        c.model.ica.generation_k = 0
+        c.sample.source_as_context = False
+    if ablation == "no_mia":
+        c.model.mia.motion_modulation = False
+        c.model.mia.identity_modulation = False
     return c
 
 
