@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mimaface_jax.animate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="inference bundle (export) or training workdir")
     p.add_argument("--source", help="source portrait image (SynthFaces models: a person .npz)")
-    p.add_argument("--driving", help="driving video, or a motion file (.npz)")
+    p.add_argument("--driving", help="driving video, a folder of frames, or a motion file (.npz)")
     p.add_argument("--out", help="output .mp4")
     p.add_argument("--jobs", help="file of 'SOURCE DRIVING OUT' lines, run in one process")
     p.add_argument("--face_index", type=int, default=None, help="face of the source (largest first; default largest)")

@@ -1,12 +1,23 @@
-"""Evaluate a model on the held-out split of a built dataset, as face-animation papers do.
+"""Evaluate a model on the held-out split of a built dataset, as face-animation papers do, or
+over a folder of (source, driving) file pairs.
 
-    python -m mimaface_jax.evaluate --model BUNDLE|RUN --data DATASET[:split] --out DIR
+    python -m mimaface_jax.evaluate --model BUNDLE|RUN (--data DATASET[:split] | --pairs DIR) --out DIR
         [--ablate ica=off] [--ablate guidance=S] [--num_videos N] [--frames T]
         [--identity_model ARCFACE.onnx] [--sampler ddim|euler] [--steps N] [--seed N] [--quiet]
 
 ``--data``: a built TFDS dataset folder (the version folder, or a folder holding exactly one),
 or a dataset name under the model config's ``data.tfds_data_dir``; ``:split`` picks the split
 (default: the first of validation / test / val / eval it has).
+
+``--pairs DIR`` (instead of ``--data``): one subfolder per pair with one ``source.*`` (a portrait
+image; a SynthFaces person .npz for a synth-v1 model) and one ``driving.*`` (a video, a
+``driving/`` folder of frames, or a motion .npz), or a ``DIR/pairs.csv`` of ``name,source,driving``
+lines (paths relative to DIR). The tasks are made as ``animate`` makes its inputs, with its
+defaults (``inference/pair_tasks.py``; ``--identity_model`` also gives FaceMesh sources their
+ArcFace identity input, as in animate). SynthFaces pairs get the exact ground truth (the person
+rendered under the transferred motion); portrait pairs have none, so only the identity
+similarity, the FaceMesh motion metrics, the inter-clip discontinuity and the flicker are scored
+(the rest is listed as not computed). All pairs are evaluated unless ``--num_videos`` is given.
 
 Tasks (``training/sample_tasks.py``, the trainer's sample videos): on SynthFaces,
 CROSS-identity reenactment with the exact ground truth (person A driven by person B's motion);
@@ -54,10 +65,13 @@ class EvaluateError(ValueError):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mimaface_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="inference bundle (export) or training workdir")
-    p.add_argument("--data", required=True, help="DATASET[:split]: a built TFDS dataset folder or name")
+    inputs = p.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--data", help="DATASET[:split]: a built TFDS dataset folder or name")
+    inputs.add_argument("--pairs", help="folder of (source, driving) pairs: subfolders or pairs.csv")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--ablate", action="append", default=[], help="ica=off | guidance=S (repeatable)")
-    p.add_argument("--num_videos", type=int, default=8, help="held-out videos to evaluate")
+    p.add_argument("--num_videos", type=int, default=None,
+                   help="held-out videos to evaluate (default 8; with --pairs: every pair)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per video (default: sample.num_clips clips of the model)")
     p.add_argument("--identity_model", default=None, help="ArcFace .onnx for the identity similarity")
@@ -235,6 +249,7 @@ class Progress:
 
 
 def evaluate(args, log) -> dict:
+    from mimaface_jax.inference import pair_tasks
     from mimaface_jax.inference.bundle import load_model
     from mimaface_jax.inference.generator import ClipGenerator, GenerationSettings
     from mimaface_jax.metrics.report import write_report
@@ -243,16 +258,20 @@ def evaluate(args, log) -> dict:
     from mimaface_jax.training import sample_tasks
 
     ablation = parse_ablations(args.ablate)
-    if args.num_videos < 1:
+    if args.num_videos is not None and args.num_videos < 1:
         raise EvaluateError(f"--num_videos must be >= 1, got {args.num_videos}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EvaluateError(f"--out {out}: exists and is not a folder")
-    early = resolve_data(args.data, None) if names_a_path(args.data) else None
+    pairs = pair_tasks.find_pairs(args.pairs) if args.pairs else None   # a bad folder fails before the model loads
+    early = resolve_data(args.data, None) if args.data and names_a_path(args.data) else None
     loaded = load_model(args.model, weights=args.weights, step=args.step, log=log)
-    path, split, metadata = early or resolve_data(args.data, loaded.config)
-    check_layout(metadata, loaded.layout, path)
-    config = eval_config(loaded.config, path, split)
+    if pairs is None:
+        path, split, metadata = early or resolve_data(args.data, loaded.config)
+        check_layout(metadata, loaded.layout, path)
+        config = eval_config(loaded.config, path, split)
+    else:
+        path, split, config = str(Path(args.pairs).absolute()), None, copy.deepcopy(loaded.config)
     f = int(loaded.model.config.num_frames)
     frames = args.frames if args.frames is not None else (int(config.sample.num_clips) * f if f > 1 else 8)
     if frames < 1:
@@ -265,12 +284,18 @@ def evaluate(args, log) -> dict:
                                                   guidance_scale=ablation.get("guidance"), seed=args.seed)
     except ValueError as err:
         raise EvaluateError(str(err)) from None
-    tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos, frames)
     skipped = dict(SKIPPED)
+    if pairs is None:
+        tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos or 8, frames)
+    else:
+        tasks, notes = pair_tasks.pair_tasks(pairs[:args.num_videos], loaded, frames, args.identity_model, log)
+        where = path
+        skipped.update(notes)
     faces = face_metrics(loaded, args.identity_model, skipped, log)
     generator = ClipGenerator(config, loaded.model, loaded.params, loaded.ae_params, loaded.mesh, loaded.rules,
                               settings)
-    log(f"{len(tasks)} {tasks[0]['kind']}-reenactment videos of {frames} frames from {where} split {split!r}")
+    log(f"{len(tasks)} {tasks[0]['kind']}-reenactment videos of {frames} frames from {where}"
+        + (f" split {split!r}" if split else " (pairs)"))
     progress = Progress(len(tasks), log)
     rows, videos = [], []
     for i, task in enumerate(tasks):
@@ -287,12 +312,14 @@ def evaluate(args, log) -> dict:
         row = score_task(task, generated, generator.num_frames, faces)
         row["seed"] = seed
         rows.append(row)
-        videos.append((task["source"], generated, task["truth"][:len(generated)]))
+        videos.append((task["source"], generated,
+                       None if task["truth"] is None else task["truth"][:len(generated)]))
         progress.update(i, task["name"], time.perf_counter() - t0, row)
     if faces.landmarker is not None:
         faces.landmarker.close()
     settings_doc = {
         "model": loaded.description, "data": path, "split": split, "task_kind": tasks[0]["kind"],
+        "pairs": None if pairs is None else [[t["name"], t["source_path"], t["driving_path"]] for t in tasks],
         "num_videos": len(tasks), "frames": frames, "clip_frames": generator.num_frames,
         # a driving video shorter than --frames gives a shorter task
         "frames_generated": sorted({r["frames"] for r in rows}),
@@ -312,6 +339,7 @@ def main(argv=None) -> int:
     from mimaface_jax.face.identity import IdentityModelError
     from mimaface_jax.face.media_io import MediaReadError
     from mimaface_jax.inference.bundle import BundleError
+    from mimaface_jax.inference.pair_tasks import PairError
 
     def log(msg):
         if not args.quiet:
@@ -319,10 +347,15 @@ def main(argv=None) -> int:
 
     try:
         doc = evaluate(args, log)
-    except (EvaluateError, BundleError, ConfigError, IdentityModelError, MediaReadError) as err:
+    except (EvaluateError, BundleError, ConfigError, IdentityModelError, MediaReadError, PairError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
     m = doc["mean"]
+    if "psnr_motion_mask" not in m:   # pairs without ground truth
+        print(f"wrote {Path(args.out) / 'metrics.json'}, metrics.md and plots (no ground truth): inter-clip "
+              f"discontinuity {m.get('interclip_discontinuity', float('nan')):.3f}, flicker "
+              f"{m.get('flicker', float('nan')):.4f}")
+        return 0
     print(f"wrote {Path(args.out) / 'metrics.json'}, metrics.md and plots: PSNR in motion mask "
           f"{m.get('psnr_motion_mask', float('nan')):.2f} dB (copy the source "
           f"{m.get('psnr_motion_mask_copy_source', float('nan')):.2f}), SSIM {m.get('ssim', float('nan')):.4f}, "

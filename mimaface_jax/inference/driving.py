@@ -3,6 +3,7 @@
 - Video: landmarks are tracked frame by frame while the video is decoded as a stream (only the
   landmarks are kept), measured in the model's crop (``motion_track.py``); frames without a
   face are interpolated and counted, too many is an error. fps: the video's.
+- Folder of frames (image files, in name order): tracked like a video; fps 25.
 - Motion file (``.npz``): as ``face.inspect`` writes it (``motion`` (T, D), ``found``,
   ``landmarks``, ``fps``), re-measured from its landmarks in the model's crop when it has them
   (FaceMesh models), else its ``motion`` must be in the model's layout; or as
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Iterator
 
 import numpy as np
@@ -27,10 +29,11 @@ DEFAULT_FPS = 25.0
 @dataclasses.dataclass
 class Driving:
     path: str
-    kind: str                 # "video" | "motion"
+    kind: str                 # "video" | "frames" | "motion"
     motion: np.ndarray        # (T, D) float32, finite
     found: np.ndarray         # (T,) bool: measured (else interpolated)
     fps: float
+    landmarks: np.ndarray | None = None   # (T, 478, 3) image pixels, NaN where not found (tracked kinds)
 
     @property
     def num_missing(self) -> int:
@@ -38,25 +41,44 @@ class Driving:
 
     def frames(self) -> Iterator[np.ndarray] | None:
         """The driving video's frames again, as a stream (None for a motion file)."""
-        return media_io.iter_video(self.path) if self.kind == "video" else None
+        if self.kind == "video":
+            return media_io.iter_video(self.path)
+        if self.kind == "frames":
+            return (media_io.read_image(f) for f in frame_files(self.path))
+        return None
+
+
+def frame_files(folder: str) -> list[str]:
+    """The image files of a folder of frames, in name order (an error when there is none)."""
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(media_io.IMAGE_SUFFIXES))
+    if not names:
+        raise AnimateError(f"{folder}: a folder of driving frames holds no image "
+                           f"({', '.join(media_io.IMAGE_SUFFIXES)})")
+    return [os.path.join(folder, n) for n in names]
 
 
 def _video(path: str, loaded, max_missing: float) -> Driving:
     from mimaface_jax.inference.errors import quiet_mediapipe
 
+    folder = os.path.isdir(path)
     if loaded.basis is None:
-        raise AnimateError(f"{path}: a driving VIDEO needs a FaceMesh model; this model's motion layout is "
+        what = "folder of frames" if folder else "VIDEO"
+        raise AnimateError(f"{path}: a driving {what} needs a FaceMesh model; this model's motion layout is "
                            f"{loaded.layout.version!r} (drive it with a motion file)")
-    fps = media_io.video_fps(path)
+    if folder:
+        files = frame_files(path)
+        frames, fps, kind = (media_io.read_image(f) for f in files), DEFAULT_FPS, "frames"
+    else:
+        frames, fps, kind = media_io.iter_video(path), media_io.video_fps(path), "video"
     with quiet_mediapipe():
         from mimaface_jax.face.landmarks import FaceLandmarker
 
         with FaceLandmarker() as landmarker:
-            track = landmarker.track_video(media_io.iter_video(path), "largest")
+            track = landmarker.track_video(frames, "largest")
     check_missing(track.found, max_missing, path)
     r = int(loaded.config.data.resolution)
     motion = measure(track.landmarks, track.found, r, loaded.basis, loaded.basis.num_components)
-    return Driving(path, "video", fill_missing(motion, track.found), track.found, fps)
+    return Driving(path, kind, fill_missing(motion, track.found), track.found, fps, track.landmarks)
 
 
 def _motion_file(path: str, loaded, max_missing: float) -> Driving:
@@ -87,7 +109,7 @@ def _motion_file(path: str, loaded, max_missing: float) -> Driving:
 def load_driving(path: str, loaded, max_missing: float = 0.5) -> Driving:
     if path.lower().endswith(".npz"):
         return _motion_file(path, loaded, max_missing)
-    if not media_io.is_video_path(path):
-        raise AnimateError(f"{path}: --driving takes a video ({', '.join(media_io.VIDEO_SUFFIXES)}) or a "
-                           "motion file (.npz)")
+    if not (media_io.is_video_path(path) or os.path.isdir(path)):
+        raise AnimateError(f"{path}: --driving takes a video ({', '.join(media_io.VIDEO_SUFFIXES)}), a folder of "
+                           "frames or a motion file (.npz)")
     return _video(path, loaded, max_missing)

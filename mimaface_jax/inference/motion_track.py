@@ -21,13 +21,19 @@ def crop_landmarks(landmarks: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.concatenate([xy, landmarks[:, 2:3] * scale], axis=1).astype(np.float32)
 
 
-def track_crop_landmarks(landmarks: np.ndarray, found: np.ndarray, size: int) -> np.ndarray:
-    """(T, 478, 3) image landmarks (NaN where not found) -> (T, 478, 3) landmarks in the smoothed
-    per-frame crop of side ``size`` (NaN where not found)."""
+def crop_transforms(landmarks: np.ndarray, found: np.ndarray, size: int) -> np.ndarray:
+    """(T, 478, 3) image landmarks (NaN where not found) -> (T, 2, 3) smoothed per-frame image ->
+    crop transforms of side ``size`` (frames without a face interpolated)."""
     per_frame = np.full((len(landmarks), 2, 3), np.nan)
     for i in np.flatnonzero(found):
         per_frame[i] = align.estimate_crop_transform(landmarks[i], size)
-    transforms = align.smooth_transforms(per_frame, size)
+    return align.smooth_transforms(per_frame, size)
+
+
+def track_crop_landmarks(landmarks: np.ndarray, found: np.ndarray, size: int) -> np.ndarray:
+    """(T, 478, 3) image landmarks (NaN where not found) -> (T, 478, 3) landmarks in the smoothed
+    per-frame crop of side ``size`` (NaN where not found)."""
+    transforms = crop_transforms(landmarks, found, size)
     out = np.full(landmarks.shape, np.nan, np.float32)
     for i in np.flatnonzero(found):
         out[i] = crop_landmarks(landmarks[i], transforms[i])

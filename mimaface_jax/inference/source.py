@@ -34,6 +34,7 @@ class Source:
     motion: np.ndarray                 # (D,) float32
     identity: np.ndarray               # (E,) float32
     render: Callable[[np.ndarray], np.ndarray]  # motion (D,) -> (r, r, 3) uint8 condition
+    person: object | None = None       # SynthFaces: the rebuilt ``SynthIdentity`` (exact renders)
 
 
 def identity_embedding(image: np.ndarray, landmarks: np.ndarray, model_path: str | None, dim: int) -> np.ndarray:
@@ -96,7 +97,7 @@ def synth_source(path: str, loaded) -> Source:
     crop = synth_render.render_frame(person, motion, r)
     identity = np.asarray(data["identity_code"], np.float32)
     return Source(path, crop, crop, None, motion, identity,
-                  lambda mot: synth_render.render_condition(person, mot, r))
+                  lambda mot: synth_render.render_condition(person, mot, r), person)
 
 
 def _load_npz(path: str) -> dict:

@@ -62,8 +62,10 @@ def _baseline_name(key: str) -> str:
 
 def markdown(doc: dict) -> str:
     mean = doc["mean"]
+    split = doc["settings"].get("split")
+    where = f"`{doc['settings']['data']}` split `{split}`" if split else f"pairs of `{doc['settings']['data']}`"
     lines = [f"# Evaluation: {doc['settings']['model']['path']}", "",
-             f"Data: `{doc['settings']['data']}` split `{doc['settings']['split']}`, {len(doc['samples'])} "
+             f"Data: {where}, {len(doc['samples'])} "
              f"{doc['settings']['task_kind']}-reenactment videos of "
              f"{'/'.join(str(n) for n in sorted({r['frames'] for r in doc['samples']}))} frames "
              f"(clips of {doc['settings']['clip_frames']}); ablation: {doc['settings']['ablation'] or 'none'}.", "",
@@ -99,13 +101,15 @@ def plot_curves(path: Path, row: dict) -> None:
               (("frame_change", "generated"), ("frame_change_ground_truth", "ground truth")))
     labels = ("PSNR in motion mask (dB)", "SSIM", "mean |F[t] - F[t-1]|")
     for ax, panel, label in zip(axes, panels, labels):
+        drawn = [key for key, _ in panel if c.get(key)]   # no truth: no PSNR / SSIM curves
         for key, name in panel:
-            if c.get(key):
+            if key in drawn:
                 ax.plot(range(len(c[key])), c[key], marker=".", label=name)
         for s in row["clip_starts"][1:]:
             ax.axvline(s - 0.5, color="gray", linestyle="--", linewidth=0.8)
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+        if drawn:
+            ax.legend(fontsize=7)
     axes[-1].set_xlabel("frame (dashed: clip boundary)")
     fig.suptitle(row["task"], fontsize=9)
     fig.tight_layout()
@@ -115,7 +119,8 @@ def plot_curves(path: Path, row: dict) -> None:
 
 def worst_best_grid(rows: list[dict], videos: list[tuple[np.ndarray, np.ndarray]], max_frames: int = 8) -> np.ndarray:
     """(H', W', 3) uint8: for the worst and the best sample by ``RANK_BY``, a row of generated
-    frames over a row of ground-truth frames (source frame first in both rows)."""
+    frames over a row of ground-truth frames (source frame first in both rows; no truth row for
+    a sample without one, truth None; samples without ``RANK_BY`` keep their order)."""
     order = sorted(range(len(rows)), key=lambda i: np.nan_to_num(rows[i]["metrics"].get(RANK_BY, np.nan), nan=-1e9))
     picks = [order[0]] if len(order) == 1 else [order[0], order[-1]]
     blocks = []
@@ -123,7 +128,8 @@ def worst_best_grid(rows: list[dict], videos: list[tuple[np.ndarray, np.ndarray]
         source, generated, truth = videos[i]
         k = min(max_frames, len(generated))
         blocks.append(np.concatenate([source] + list(generated[:k]), axis=1))
-        blocks.append(np.concatenate([source] + list(truth[:k]), axis=1))
+        if truth is not None:
+            blocks.append(np.concatenate([source] + list(truth[:k]), axis=1))
     scale = max(1, -(-96 // blocks[0].shape[0]))   # small crops: tiles of >= 96 pixels
     blocks = [np.repeat(np.repeat(b, scale, 0), scale, 1) for b in blocks]
     width = max(b.shape[1] for b in blocks)
@@ -134,14 +140,16 @@ def worst_best_grid(rows: list[dict], videos: list[tuple[np.ndarray, np.ndarray]
 def write_report(out: Path, settings: dict, rows: list[dict], skipped: dict,
                  videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
     """Writes metrics.json, metrics.md, curves_<i>.png, worst_best.png into ``out``; returns the
-    JSON document. ``videos[i]`` = (source (H, W, 3), generated (T, H, W, 3), truth) of row i."""
+    JSON document. ``videos[i]`` = (source (H, W, 3), generated (T, H, W, 3), truth or None) of row i."""
     from mimaface_jax.face.media_io import write_image
 
     out.mkdir(parents=True, exist_ok=True)
     samples = [{k: v for k, v in r.items()} for r in rows]
     doc = {"settings": settings, "mean": mean_metrics(rows), "samples": samples, "skipped": skipped,
            "plots": [f"curves_{i}.png" for i in range(len(rows))] + ["worst_best.png"],
-           "worst_best": "rows: worst sample by psnr_motion_mask (generated, ground truth), then the best"}
+           "worst_best": "rows: worst sample by psnr_motion_mask (generated, ground truth), then the best"
+           if any(RANK_BY in r["metrics"] for r in rows) else
+           "rows: the first sample's generated frames, then the last's (no ground truth to rank them by)"}
     (out / "metrics.json").write_text(json.dumps(_finite_or_none(doc), indent=1))
     (out / "metrics.md").write_text(markdown(doc))
     for i, row in enumerate(rows):

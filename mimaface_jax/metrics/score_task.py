@@ -5,6 +5,11 @@ motion-mask threshold. ``score_task`` returns one row: scalar metrics, their cop
 baselines (the source frame repeated: what a model that ignores the motion would score) and
 per-frame curves for the plots. Metrics that need a face detector or an identity model are
 computed only when the caller passes a ``FaceMetrics`` (FaceMesh data / an ArcFace file).
+
+A task without ground truth (``truth`` None: a pair of user files, ``inference/pair_tasks.py``)
+gets only what needs none: the inter-clip discontinuity, the flicker over the pixels its
+condition renders never change (where the driven face never goes), the identity similarity and
+the FaceMesh motion metrics; a task without ``driving`` frames gets no FaceMesh motion metrics.
 """
 
 from __future__ import annotations
@@ -49,10 +54,39 @@ def _motion_metrics(generated, driving, faces: FaceMetrics) -> dict:
     return out
 
 
+def _face_metrics(task: dict, generated: np.ndarray, faces: FaceMetrics | None) -> dict:
+    m = {}
+    if faces is not None and faces.identity is not None:
+        ident = faces.identity.score(task["source"], generated)
+        m["identity_similarity"] = ident["identity_similarity"]
+        m["identity_frames_without_face"] = ident["frames_without_face"]
+    if (faces is not None and faces.landmarker is not None and faces.extractor is not None
+            and task.get("driving") is not None):
+        m.update(_motion_metrics(generated, np.asarray(task["driving"][:len(generated)]), faces))
+    return m
+
+
+def _score_without_truth(task: dict, generated: np.ndarray, clip_frames: int, faces: FaceMetrics | None) -> dict:
+    n = len(generated)
+    condition = np.asarray(task["condition"][:n])
+    if condition.shape != generated.shape:
+        raise ValueError(f"task {task['name']!r}: generated {generated.shape} vs condition {condition.shape}")
+    m, starts, curves = {}, list(range(0, n, clip_frames)), {"frame_change": []}
+    if n >= 2:
+        m["flicker"] = temporal.flicker(generated, temporal.static_mask(condition, threshold=task["mask_threshold"]))
+        m["interclip_discontinuity"] = temporal.interclip_discontinuity(generated, starts)["discontinuity"]
+        curves["frame_change"] = [float("nan")] + [float(v) for v in temporal.frame_changes(generated)]
+    m.update(_face_metrics(task, generated, faces))
+    return {"task": task["name"], "kind": task["kind"], "frames": n, "clip_starts": starts,
+            "metrics": {k: float(v) for k, v in m.items()}, "curves": curves}
+
+
 def score_task(task: dict, generated: np.ndarray, clip_frames: int, faces: FaceMetrics | None = None) -> dict:
     """task (see the module docstring), generated (T, H, W, 3) uint8 frames made in clips of
     ``clip_frames`` -> {"metrics": {name: float}, "curves": {name: [T floats]}, ...}."""
     n = len(generated)
+    if task.get("truth") is None:
+        return _score_without_truth(task, generated, clip_frames, faces)
     truth = np.asarray(task["truth"][:n])
     if truth.shape != generated.shape:
         raise ValueError(f"task {task['name']!r}: generated {generated.shape} vs ground truth {truth.shape}")
@@ -75,12 +109,7 @@ def score_task(task: dict, generated: np.ndarray, clip_frames: int, faces: FaceM
         gen_d = temporal.interclip_discontinuity(generated, starts)
         m["interclip_discontinuity"] = gen_d["discontinuity"]
         m["interclip_discontinuity_ground_truth"] = temporal.interclip_discontinuity(truth, starts)["discontinuity"]
-    if faces is not None and faces.identity is not None:
-        ident = faces.identity.score(task["source"], generated)
-        m["identity_similarity"] = ident["identity_similarity"]
-        m["identity_frames_without_face"] = ident["frames_without_face"]
-    if faces is not None and faces.landmarker is not None and faces.extractor is not None:
-        m.update(_motion_metrics(generated, np.asarray(task["driving"][:n]), faces))
+    m.update(_face_metrics(task, generated, faces))
     curves = {
         "psnr_motion_mask": _per_frame(psnr, generated, truth, mask),
         "psnr_motion_mask_copy_source": _per_frame(psnr, copy, truth, mask),

@@ -181,3 +181,19 @@ def animate_inputs(tmp_path_factory, astronaut, kit):
 def synth_workdir(tmp_path_factory):
     """A training workdir of the tiny SynthFaces video model (``tiny.py:video_min``, random weights)."""
     return write_workdir(load_config("tiny", "video_min"), tmp_path_factory.mktemp("synth_run") / "run")
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory):
+    """A SynthFaces TFDS set at the tiny model's 32^2 with a 2-person validation split
+    (cross-identity tasks need >= 2 people; evaluate's tests). -> the dataset's version folder."""
+    import tensorflow_datasets as tfds
+
+    from data_pipelines.synth_faces.builder import SynthFacesBuilder, SynthFacesBuilderConfig
+
+    data_dir = tmp_path_factory.mktemp("eval_tfds")
+    config = SynthFacesBuilderConfig(name="eval32", resolution=32, num_frames=10, train_identities=1,
+                                     validation_identities=2, test_identities=0, videos_per_identity=1)
+    builder = SynthFacesBuilder(config=config, data_dir=str(data_dir), file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig())
+    return builder.data_dir

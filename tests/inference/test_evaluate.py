@@ -15,22 +15,6 @@ from mimaface_jax import evaluate
 pytestmark = pytest.mark.xdist_group("inference_facemesh_bundle")
 
 
-@pytest.fixture(scope="module")
-def synth_data(tmp_path_factory):
-    """A SynthFaces TFDS set at the tiny model's 32^2 with a 2-person validation split
-    (cross-identity tasks need >= 2 people). -> the dataset's version folder."""
-    import tensorflow_datasets as tfds
-
-    from data_pipelines.synth_faces.builder import SynthFacesBuilder, SynthFacesBuilderConfig
-
-    data_dir = tmp_path_factory.mktemp("eval_tfds")
-    config = SynthFacesBuilderConfig(name="eval32", resolution=32, num_frames=10, train_identities=1,
-                                     validation_identities=2, test_identities=0, videos_per_identity=1)
-    builder = SynthFacesBuilder(config=config, data_dir=str(data_dir), file_format="array_record")
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig())
-    return builder.data_dir
-
-
 def test_evaluate_writes_metrics_and_plots(synth_workdir, synth_data, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = evaluate.main(["--model", str(synth_workdir), "--data", f"{synth_data}:validation", "--out", str(out),
