@@ -173,35 +173,6 @@ def eval_config(config, path: str, split: str):
     return c
 
 
-def frames_without_context(generator, task: dict, seed: int) -> np.ndarray:
-    """Every clip generated with no ICA context (``--ablate ica=off``), through the generator's
-    jitted clip function with the same inputs and initial noise as ``generator.clips`` except
-    ``num_context = 0``. -> (T, H, W, 3) uint8."""
-    r, f, big_k, d = generator.resolution, generator.num_frames, generator.num_context, generator.motion_size
-    motion = np.asarray(task["motion"], np.float32)
-    t = len(motion)
-    out = []
-    for start in range(0, t, f):
-        n = min(f, t - start)
-        cond = np.zeros((1, f, r, r, 3), np.uint8)
-        cond[0, :n] = task["condition"][start:start + n]
-        mot = np.zeros((1, f, d), np.float32)
-        mot[0, :n] = motion[start:start + n]
-        mot[0, n:] = motion[start + n - 1]
-        inputs = {"condition": cond, "motion": mot, "source": task["source"][None],
-                  "identity": np.asarray(task["identity"], np.float32)[None],
-                  "num_current": np.asarray([n], np.int32), "seed": np.int32(seed), "start": np.int32(start)}
-        if big_k:
-            inputs.update(context_condition=np.zeros((1, big_k, r, r, 3), np.uint8),
-                          context_motion=np.zeros((1, big_k, d), np.float32),
-                          context_latents=np.zeros((1, big_k, generator.latent_hw, generator.latent_hw,
-                                                    generator.latent_channels), np.float32),
-                          num_context=np.zeros((1,), np.int32), context_is_source=np.zeros((1,), bool))
-        _, pixels = generator.run_clip(inputs)
-        out.append(pixels[0, :n])
-    return np.concatenate(out, axis=0)
-
-
 def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
     """The optional face scorers this model / these flags allow; reasons for the rest go to ``skipped``."""
     from mimaface_jax.metrics.score_task import FaceMetrics
@@ -233,23 +204,25 @@ def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
 
 
 class Progress:
-    """One line per video with the time it took and the ETA (from the videos after the first,
-    which includes compilation)."""
+    """One line per generated batch with the time it took and the ETA (from the batches after
+    the first, which includes compilation)."""
 
     def __init__(self, total: int, log):
         self.total, self.log, self.times = total, log, []
 
-    def update(self, index: int, name: str, seconds: float, row: dict) -> None:
+    def update(self, index: int, names: list[str], seconds: float, rows: list[dict]) -> None:
         self.times.append(seconds)
         steady = self.times[1:] or self.times
         eta = (self.total - index - 1) * float(np.mean(steady))
-        psnr = row["metrics"].get("psnr_motion_mask", float("nan"))
-        self.log(f"video {index + 1}/{self.total} ({name}): {seconds:.1f}s, PSNR in motion mask {psnr:.2f} dB; "
-                 f"ETA {eta:.0f}s")
+        psnr = float(np.mean([r["metrics"].get("psnr_motion_mask", float("nan")) for r in rows]))
+        self.log(f"batch {index + 1}/{self.total} ({', '.join(names)}): {seconds:.1f}s, PSNR in motion mask "
+                 f"{psnr:.2f} dB; ETA {eta:.0f}s")
 
 
 def evaluate(args, log) -> dict:
-    from mimaface_jax.inference import pair_tasks
+    import jax
+
+    from mimaface_jax.inference import pair_tasks, task_batches
     from mimaface_jax.inference.bundle import load_model
     from mimaface_jax.inference.generator import ClipGenerator, GenerationSettings
     from mimaface_jax.metrics.report import write_report
@@ -278,8 +251,8 @@ def evaluate(args, log) -> dict:
         raise EvaluateError(f"--frames must be >= 1, got {frames}")
     use_context = ablation.get("ica", True)
     try:
-        # ica=off keeps the settings (and so the compiled clip function): frames_without_context
-        # passes no context at all, the source anchor included
+        # ica=off keeps the settings (and so the compiled clip function): the generator's
+        # context=False passes no context at all, the source anchor included
         settings = GenerationSettings.from_config(config, sampler=args.sampler, num_steps=args.steps,
                                                   guidance_scale=ablation.get("guidance"), seed=args.seed)
     except ValueError as err:
@@ -296,25 +269,21 @@ def evaluate(args, log) -> dict:
                               settings)
     log(f"{len(tasks)} {tasks[0]['kind']}-reenactment videos of {frames} frames from {where}"
         + (f" split {split!r}" if split else " (pairs)"))
-    progress = Progress(len(tasks), log)
-    rows, videos = [], []
-    for i, task in enumerate(tasks):
-        t0 = time.perf_counter()
-        seed = settings.seed + i
-        if use_context:
-            condition = task["condition"]
-            generated = generator.video(task["source"], task["identity"], task["motion"],
-                                        lambda a, b, condition=condition: condition[a:b],
-                                        source_motion=task["source_motion"],
-                                        source_condition=task["source_condition"], seed=seed)
-        else:
-            generated = frames_without_context(generator, task, seed)
-        row = score_task(task, generated, generator.num_frames, faces)
-        row["seed"] = seed
-        rows.append(row)
-        videos.append((task["source"], generated,
-                       None if task["truth"] is None else task["truth"][:len(generated)]))
-        progress.update(i, task["name"], time.perf_counter() - t0, row)
+    # data parallel: tasks of one length in batches of one video per device (padded)
+    batch_size = jax.device_count()
+    batches = task_batches.task_batches([len(t["motion"]) for t in tasks], batch_size)
+    seeds = [settings.seed + i for i in range(len(tasks))]
+    progress = Progress(len(batches), log)
+    rows, videos = [None] * len(tasks), [None] * len(tasks)
+    for b, (indices, batch_frames, seconds) in enumerate(task_batches.generate(
+            generator, tasks, seeds, batches, batch_size, context=use_context)):
+        for i, generated in zip(indices, batch_frames):
+            task = tasks[i]
+            rows[i] = score_task(task, generated, generator.num_frames, faces)
+            rows[i]["seed"] = seeds[i]
+            videos[i] = (task["source"], generated,
+                         None if task["truth"] is None else task["truth"][:len(generated)])
+        progress.update(b, [tasks[i]["name"] for i in indices], seconds, [rows[i] for i in indices])
     if faces.landmarker is not None:
         faces.landmarker.close()
     settings_doc = {
@@ -324,6 +293,7 @@ def evaluate(args, log) -> dict:
         # a driving video shorter than --frames gives a shorter task
         "frames_generated": sorted({r["frames"] for r in rows}),
         "context_frames": generator.num_context if use_context else 0,
+        "devices": jax.device_count(), "batch_size": batch_size,
         "ablation": ", ".join(args.ablate),
         "generation": dict(settings.to_json(), **({} if use_context else {"source_as_context": False})),
         "resolution": generator.resolution, "identity_model": args.identity_model,

@@ -10,9 +10,19 @@ shapes (``clip_layout.py``: unused context / current slots are masked), so a vid
 length compiles it once (at most once more for another batch or resolution), and a second
 video reuses it.
 
-Randomness: clip starting at frame ``start`` draws its initial noise from
-``fold_in(PRNGKey(seed), start)`` inside the jitted function (no host-side JAX work, so
-nothing else compiles while generating).
+Batches: ``batch_clips`` generates B videos of the same length in lockstep (one call of the
+clip function per clip start for all B; ``clips`` is the B = 1 case). When B is a multiple of
+the mesh's batch split (the ``"batch"`` rule's axes, all devices with the default
+``data`` x ``fsdp`` mesh) the inputs are placed split over the batch (data parallel; the
+parameters stay as the caller placed them, e.g. FSDP-sharded), otherwise replicated.
+
+Randomness: each video has its own seed; the clip starting at frame ``start`` draws the video's
+initial noise from ``fold_in(PRNGKey(seed), start)`` inside the jitted function, row by row, so
+a video's frames do not depend on the other videos of its batch (up to float rounding) and no
+host-side JAX work compiles anything while generating.
+
+``context=False`` (``evaluate --ablate ica=off``): every clip without ICA context (no previous
+frames, no source anchor; the same initial noise and the same compiled function).
 
 SPMD: every process may call it with the same host inputs; parameters stay sharded as given,
 outputs are replicated (any process can read them).
@@ -23,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +43,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mimaface_jax.diffusion.samplers import ddim_sample, euler_sample
 from mimaface_jax.diffusion.schedule import NoiseSchedule
 from mimaface_jax.inference.clip_layout import clip_layout
+from mimaface_jax.inference.lockstep import ContextWindow, VideoJob, checked_motion
 from mimaface_jax.models import ica, mimaface
-from mimaface_jax.parallel import use_rules
+from mimaface_jax.parallel import batch_sharding, use_rules
 from mimaface_jax.training import mesh_and_model
 from mimaface_jax.training.model_config import latent_downsample
 from mimaface_jax.training.train_step import clip_input, encode_frames
@@ -118,6 +129,17 @@ class Clip:
     compiled: bool         # the call compiled the generation function
 
 
+@dataclasses.dataclass
+class BatchClip:
+    """One clip of B videos generated in lockstep: frames ``start .. start + n - 1`` of each."""
+
+    index: int
+    start: int
+    frames: np.ndarray     # (B, n, H, W, 3) uint8
+    seconds: float
+    compiled: bool
+
+
 # One jitted clip function per (model config, mesh, rules, settings) in the process: a new
 # generator for the same model (the next job of ``animate``, the trainer's next sample step)
 # reuses the compiled function instead of compiling it again.
@@ -170,7 +192,7 @@ class ClipGenerator:
 
         def generate(params, ae_params, inputs):
             """inputs (B = batch): condition (B, F, H, W, 3) u8, motion (B, F, D), source (B, H, W, 3)
-            u8, identity (B, E), num_current (B,) i32, seed () i32, start () i32 and, with K > 0,
+            u8, identity (B, E), num_current (B,) i32, seed (B,) i32, start () i32 and, with K > 0,
             context_condition (B, K, H, W, 3) u8, context_motion (B, K, D), context_latents
             (B, K, h, w, C), num_context (B,) i32, context_is_source (B,) bool.
             Returns latents (B, F, h, w, C) f32 and pixels (B, F, H, W, 3) u8 (data order)."""
@@ -206,8 +228,11 @@ class ClipGenerator:
             denoise = mimaface.denoise_fn(net, conditioning, s.guidance_scale)
             if s.clip_denoised > 0:
                 denoise = clip_x0(denoise, mc.schedule, s.clip_denoised, s.sampler)
-            key = jax.random.fold_in(jax.random.PRNGKey(inputs["seed"]), inputs["start"])
-            noise = jax.random.normal(key, (b, big_k + f, lat_hw, lat_hw, lat_c), jnp.float32)
+            def video_noise(seed):  # one video's noise, as a batch of one (B = 1 draws the same)
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), inputs["start"])
+                return jax.random.normal(key, (1, big_k + f, lat_hw, lat_hw, lat_c), jnp.float32)[0]
+
+            noise = jax.vmap(video_noise)(inputs["seed"])                           # (B, K+F, h, w, C)
             if s.sampler == "ddim":
                 x = ddim_sample(denoise, noise, mc.schedule, s.num_steps, timestep_spacing=s.timestep_spacing)
             else:
@@ -223,72 +248,95 @@ class ClipGenerator:
         the generators of the same model and settings in this process)."""
         return self._fn._cache_size()
 
+    def batch_split(self) -> int:
+        """How many ways the mesh splits a batch (the ``"batch"`` rule's mesh axes)."""
+        axes = batch_sharding(self.mesh, self.rules).spec[0]
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        return int(np.prod([self.mesh.shape[a] for a in axes], dtype=np.int64))
+
+    def place(self, inputs: dict) -> dict:
+        """Host inputs -> global arrays: split over the batch axes when the batch divides over
+        them, else replicated; ``start`` (a scalar) replicated. Every process passes the same
+        host arrays (each takes its devices' rows)."""
+        b = inputs["motion"].shape[0]
+        split = batch_sharding(self.mesh, self.rules) if b % self.batch_split() == 0 else None
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+
+        def put(name, value):
+            value = np.asarray(value)
+            sharding = split if split is not None and name != "start" else replicated
+            return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+        return {name: put(name, value) for name, value in inputs.items()}
+
     def run_clip(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        """One call of the jitted clip function on host inputs (see ``_build``)."""
+        """One call of the jitted clip function on host inputs (see ``_build`` and ``place``)."""
         with use_rules(self.mesh, self.rules):
-            x, pixels = self._fn(self.params, self.ae_params, inputs)
+            x, pixels = self._fn(self.params, self.ae_params, self.place(inputs))
         return np.asarray(x), np.asarray(pixels)
 
     # ------------------------------------------------------------------------------ host loop
     def clips(self, source: np.ndarray, identity: np.ndarray, motion: np.ndarray,
               render: Callable[[int, int], np.ndarray], *, source_motion: np.ndarray | None = None,
-              source_condition: np.ndarray | None = None, seed: int | None = None) -> Iterator[Clip]:
+              source_condition: np.ndarray | None = None, seed: int | None = None,
+              context: bool = True) -> Iterator[Clip]:
         """Generates a video of T = len(motion) frames, clip by clip, yielding each clip as soon
         as it is made (the caller writes it: memory does not grow with T).
 
         source (H, W, 3) uint8 (the model's crop), identity (E,), motion (T, D) float32,
         render(start, stop) -> condition renders (stop - start, H, W, 3) uint8 of those frames;
         with ``settings.source_as_context`` the source's own motion (D,) and render (H, W, 3).
+        ``context=False``: no ICA context at all (see the module docstring).
         """
-        r, f, big_k = self.resolution, self.num_frames, self.num_context
-        motion = np.asarray(motion, np.float32)
-        t = motion.shape[0]
-        if motion.ndim != 2 or motion.shape[1] != self.motion_size or t == 0:
-            raise ValueError(f"motion must be (T >= 1, {self.motion_size}), got {motion.shape}")
-        if not np.isfinite(motion).all():
-            raise ValueError("motion has NaN/inf entries (frames without a face must be filled first)")
-        if source.shape != (r, r, 3) or source.dtype != np.uint8:
-            raise ValueError(f"source must be ({r}, {r}, 3) uint8 (the model's crop), got {source.shape} {source.dtype}")
-        anchor = self.settings.source_as_context and big_k > 0
-        if anchor and (source_motion is None or source_condition is None):
-            raise ValueError("source_as_context needs the source frame's motion and condition render")
-        seed = self.settings.seed if seed is None else int(seed)
-        identity = np.asarray(identity, np.float32)[None]
-        ctx_lat = np.zeros((1, big_k, self.latent_hw, self.latent_hw, self.latent_channels), np.float32)
-        ctx_cond = np.zeros((1, big_k, r, r, 3), np.uint8)
-        ctx_motion = np.zeros((1, big_k, self.motion_size), np.float32)
-        have = 0  # context frames available
+        job = VideoJob(source, identity, motion, render, source_motion, source_condition, seed)
+        for clip in self.batch_clips([job], context=context):
+            yield Clip(clip.index, clip.start, clip.frames[0], clip.seconds, clip.compiled)
+
+    def batch_clips(self, jobs: Sequence[VideoJob], *, context: bool = True) -> Iterator[BatchClip]:
+        """Generates B = len(jobs) videos of the same length T in lockstep, clip by clip (see
+        the module docstring); video i's frames are those ``clips`` gives for job i alone, up to
+        float rounding."""
+        r, f, big_k, d = self.resolution, self.num_frames, self.num_context, self.motion_size
+        if not jobs:
+            raise ValueError("batch_clips needs at least one video")
+        anchor = context and self.settings.source_as_context and big_k > 0
+        motion = [checked_motion(job, r, d, anchor) for job in jobs]
+        lengths = sorted({len(m) for m in motion})
+        if len(lengths) > 1:
+            raise ValueError(f"the videos of one batch must have the same length, got lengths {lengths}")
+        motion = np.stack(motion)                                                    # (B, T, D)
+        b, t = motion.shape[:2]
+        seeds = np.asarray([self.settings.seed if job.seed is None else int(job.seed) for job in jobs], np.int32)
+        source = np.stack([job.source for job in jobs])                              # (B, H, W, 3)
+        identity = np.stack([np.asarray(job.identity, np.float32) for job in jobs])  # (B, E)
+        window = ContextWindow(b, big_k, r, self.latent_hw, self.latent_channels, d)
         if anchor:
-            ctx_cond[:] = source_condition
-            ctx_motion[:] = np.asarray(source_motion, np.float32)
-            have = big_k
+            window.anchor(np.stack([job.source_condition for job in jobs]),
+                          np.stack([job.source_motion for job in jobs]))
         for index, start in enumerate(range(0, t, f)):
             n = min(f, t - start)
-            cond = np.zeros((1, f, r, r, 3), np.uint8)
-            cond[0, :n] = render(start, start + n)
-            mot = np.zeros((1, f, self.motion_size), np.float32)
-            mot[0, :n] = motion[start:start + n]
-            mot[0, n:] = motion[start + n - 1]  # unused slots: any finite value
-            inputs = {"condition": cond, "motion": mot, "source": source[None], "identity": identity,
-                      "num_current": np.asarray([n], np.int32), "seed": np.int32(seed), "start": np.int32(start)}
+            cond = np.zeros((b, f, r, r, 3), np.uint8)
+            for i, job in enumerate(jobs):
+                cond[i, :n] = job.render(start, start + n)
+            mot = np.zeros((b, f, d), np.float32)
+            mot[:, :n] = motion[:, start:start + n]
+            mot[:, n:] = motion[:, start + n - 1:start + n]  # unused slots: any finite value
+            inputs = {"condition": cond, "motion": mot, "source": source, "identity": identity,
+                      "num_current": np.full((b,), n, np.int32), "seed": seeds, "start": np.int32(start)}
             if big_k:
-                inputs.update(context_condition=ctx_cond, context_motion=ctx_motion, context_latents=ctx_lat,
-                              num_context=np.asarray([have], np.int32),
-                              context_is_source=np.asarray([anchor and index == 0]))
+                inputs.update(window.inputs())
             before = self.compile_count()
             t0 = time.perf_counter()
             x, pixels = self.run_clip(inputs)
             seconds = time.perf_counter() - t0
-            if big_k:  # the last K frames made so far become the next clip's context
-                ctx_lat = np.concatenate([ctx_lat, x[:, :n]], 1)[:, -big_k:]
-                ctx_cond = np.concatenate([ctx_cond, cond[:, :n]], 1)[:, -big_k:]
-                ctx_motion = np.concatenate([ctx_motion, mot[:, :n]], 1)[:, -big_k:]
-                if index == 0 and anchor:
-                    # the source anchor's slots hold the source latents only inside the call
-                    have = 0
-                have = min(big_k, have + n)
-            yield Clip(index, start, pixels[0, :n], seconds, self.compile_count() > before)
+            if context:  # the last K frames made so far become the next clip's context
+                window.advance(x[:, :n], cond[:, :n], mot[:, :n])
+            yield BatchClip(index, start, pixels[:, :n], seconds, self.compile_count() > before)
 
     def video(self, *args, **kwargs) -> np.ndarray:
         """All frames (T, H, W, 3) uint8 of :meth:`clips` (short videos, tests, samples)."""
         return np.concatenate([c.frames for c in self.clips(*args, **kwargs)], axis=0)
+
+    def videos(self, jobs: Sequence[VideoJob], *, context: bool = True) -> np.ndarray:
+        """All frames (B, T, H, W, 3) uint8 of :meth:`batch_clips`."""
+        return np.concatenate([c.frames for c in self.batch_clips(jobs, context=context)], axis=1)

@@ -3,6 +3,7 @@ weights) over a tiny held-out SynthFaces TFDS split and on a FaceMesh-layout mod
 video_folder split; ``--ablate ica=off``; its one-line errors."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from face_video_fixtures import video_folder_dataset, video_folder_layout  # noqa: F401
 
 from mimaface_jax import evaluate
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # with animate / export: the same session fixtures (synth_workdir, facemesh_bundle) on one worker
 pytestmark = pytest.mark.xdist_group("inference_facemesh_bundle")
@@ -73,23 +76,46 @@ def test_model_and_data_of_different_motion_layouts_is_one_line_error(facemesh_b
     assert err.startswith("evaluate: error: ") and "does not match the model's" in err and "synth-v1" in err
 
 
-@pytest.mark.xdist_group("inference_tiny_video")
-def test_ica_off_is_the_generator_without_context(tiny_video):
-    """ica=off: the first clip equals the generator's own first clip (no context either way, same
-    noise); later clips differ from the generator's, which see the previous frames."""
-    gen = tiny_video.generator(source_as_context=False)
-    rng = np.random.default_rng(0)
-    r, t = gen.resolution, 10
-    task = {"source": rng.integers(0, 256, (r, r, 3), dtype=np.uint8),
-            "identity": rng.normal(size=(tiny_video.config.model.mia.identity_dim,)).astype(np.float32),
-            "motion": rng.normal(size=(t, gen.motion_size)).astype(np.float32),
-            "condition": rng.integers(0, 256, (t, r, r, 3), dtype=np.uint8)}
-    with_context = gen.video(task["source"], task["identity"], task["motion"], lambda a, b: task["condition"][a:b],
-                             seed=3)
-    without = evaluate.frames_without_context(gen, task, seed=3)
-    assert without.shape == with_context.shape == (t, r, r, 3)
-    np.testing.assert_array_equal(without[:4], with_context[:4])
-    assert not np.array_equal(without[4:], with_context[4:])
+def test_rows_do_not_depend_on_the_device_count(synth_workdir, synth_data, tmp_path):
+    """Data-parallel evaluation: 2 videos on 1 device (a batch per video), on 2 devices (one
+    batch split over them, in a subprocess: the fake device count is fixed per process) and on
+    this process's 8 (one batch padded from 2 to 8) give the same rows."""
+    import os
+    import subprocess
+    import sys
+
+    from xla_flags import flags
+
+    from mimaface_jax.inference.bundle import export
+
+    bundle = tmp_path / "bundle"  # a workdir's Orbax state restores only on its own topology
+    export(synth_workdir, bundle, log=lambda _: None)
+    common = ["--model", str(bundle), "--data", f"{synth_data}:validation", "--num_videos", "2", "--frames", "6"]
+    procs = {}
+    for devices in (1, 2):
+        env = dict(os.environ, XLA_FLAGS=flags(devices), JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+                   JAX_DEFAULT_MATMUL_PRECISION="highest")
+        procs[devices] = subprocess.Popen(
+            [sys.executable, "-m", "mimaface_jax.evaluate", *common, "--out", str(tmp_path / str(devices))],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert evaluate.main([*common, "--out", str(tmp_path / "8"), "--quiet"]) == 0
+    docs = {8: json.loads((tmp_path / "8" / "metrics.json").read_text())}
+    for devices, proc in procs.items():
+        log = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, log[-3000:]
+        assert f"batch {3 - devices}/{3 - devices} " in log and f"batch {4 - devices}/" not in log, log[-2000:]
+        docs[devices] = json.loads((tmp_path / str(devices) / "metrics.json").read_text())
+    for devices, doc in docs.items():
+        assert doc["settings"]["devices"] == devices == doc["settings"]["batch_size"]
+    one = docs[1]["samples"]
+    assert len(one) == 2 and one[0]["task"] != one[1]["task"]
+    for devices in (2, 8):
+        rows = docs[devices]["samples"]
+        assert [(r["task"], r["seed"]) for r in rows] == [(r["task"], r["seed"]) for r in one]
+        for a, b in zip(one, rows):
+            assert set(a["metrics"]) == set(b["metrics"])
+            for name, value in a["metrics"].items():
+                assert b["metrics"][name] == pytest.approx(value, rel=1e-3, abs=1e-3), (devices, a["task"], name)
 
 
 def test_evaluate_self_reenactment_on_facemesh_data(facemesh_bundle, video_folder_dataset, tmp_path):

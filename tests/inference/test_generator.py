@@ -98,7 +98,8 @@ def test_a_short_last_clip_equals_a_plain_clip_of_its_length(tiny_video):
     cond[0, :n] = x["condition"][:n]
     motion = np.repeat(x["motion"][None, :1], f, axis=1)
     inputs = {"condition": cond, "motion": motion, "source": x["source"][None], "identity": x["identity"][None],
-              "num_current": np.asarray([n], np.int32), "seed": np.int32(5), "start": np.int32(40),
+              "num_current": np.asarray([n], np.int32), "seed": np.asarray([5], np.int32),
+              "start": np.int32(40),
               "context_condition": ctx_cond, "context_motion": ctx_motion, "context_latents": ctx_latents,
               "num_context": np.asarray([big_k], np.int32), "context_is_source": np.asarray([False])}
     latents, pixels = gen.run_clip(inputs)
