@@ -175,14 +175,12 @@ def eval_config(config, path: str, split: str):
 
 def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
     """The optional face scorers this model / these flags allow; reasons for the rest go to ``skipped``."""
+    from mimaface_jax.face.landmarks import FaceLandmarker
+    from mimaface_jax.face.motion import MotionExtractor
     from mimaface_jax.metrics.score_task import FaceMetrics
 
     faces = FaceMetrics()
-    need_landmarks = identity_model is not None or loaded.basis is not None
-    if need_landmarks:
-        from mimaface_jax.face.landmarks import FaceLandmarker
-
-        faces.landmarker = FaceLandmarker()
+    faces.landmarker = FaceLandmarker()
     if identity_model is not None:
         from mimaface_jax.face.identity import ArcFaceEmbedder
         from mimaface_jax.metrics.identity import IdentityScorer
@@ -191,13 +189,14 @@ def face_metrics(loaded, identity_model: str | None, skipped: dict, log):
     else:
         skipped["identity_similarity"] = "no --identity_model (an ArcFace .onnx) given"
     if loaded.basis is not None:
-        from mimaface_jax.face.motion import MotionExtractor
-
         faces.extractor = MotionExtractor(loaded.basis, num_expression=loaded.basis.num_components)
     else:
-        skipped["aed_apd_gaze_jitter"] = (f"the model's motion layout {loaded.layout.version!r} is not FaceMesh's: "
-                                          "there is no extractor measuring its motion from generated frames "
-                                          "(the ground-truth metrics cover motion accuracy)")
+        # SynthFaces' motion is not FaceMesh's, but FaceMesh tracks its renders: pose, gaze and
+        # the pose-normalised shape of the generated frames are compared with the ground truth's
+        faces.extractor = MotionExtractor(None)
+        faces.against_truth = True
+        skipped["aed"] = (f"the model's motion layout {loaded.layout.version!r} has no FaceMesh expression "
+                          "basis; expression_shape_error (FaceMesh shapes vs the ground truth's) stands in")
     for name, reason in skipped.items():
         log(f"not computed: {name} ({reason})")
     return faces

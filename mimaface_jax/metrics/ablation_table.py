@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from mimaface_jax.metrics.report import TABLE, _baseline_name, _fmt
+from mimaface_jax.metrics.report import _baseline_name, _fmt, table_entries
 
 # settings that must agree between the compared runs
 SAME = ("data", "split", "task_kind", "num_videos", "frames")
@@ -61,8 +61,9 @@ def load_runs(items: list[str]) -> list[tuple[str, dict]]:
 
 
 def _columns(runs: list[tuple[str, dict]]) -> list[tuple[str, str | None, str]]:
-    """The TABLE metrics every run has."""
-    return [entry for entry in TABLE if all(_has(doc["mean"].get(entry[0])) for _, doc in runs)]
+    """The table rows (report.TABLE) of the metrics every run has."""
+    return [entry for entry in table_entries(runs[0][1]["mean"])
+            if all(_has(doc["mean"].get(entry[0])) for _, doc in runs)]
 
 
 def _has(value) -> bool:

@@ -20,11 +20,25 @@ TABLE = (
     ("flicker", "flicker_ground_truth", "lower"),
     ("identity_similarity", None, "higher"),
     ("aed", None, "lower"),
-    ("apd_degrees", None, "lower"),
-    ("gaze_error", None, "lower"),
+    ("apd_degrees", "apd_degrees_copy_source", "lower"),
+    ("gaze_error", "gaze_error_copy_source", "lower"),
+    ("expression_shape_error", "expression_shape_error_copy_source", "lower"),
     ("landmark_jitter", "landmark_jitter_driving", "lower"),
+    ("landmark_jitter", "landmark_jitter_ground_truth", "lower"),
 )
 RANK_BY = "psnr_motion_mask"
+
+
+def table_entries(mean: dict) -> list[tuple[str, str | None, str]]:
+    """The TABLE rows for these metrics: one per metric present, with the baseline it has (the
+    landmark jitter's is the driving video's or the ground truth's)."""
+    out = []
+    for name, base, better in TABLE:
+        if name not in mean or any(entry[0] == name for entry in out):
+            continue
+        alternatives = [b for n, b, _ in TABLE if n == name and b is not None and b in mean]
+        out.append((name, alternatives[0] if alternatives else base, better))
+    return out
 
 
 def _finite_or_none(value):
@@ -70,9 +84,7 @@ def markdown(doc: dict) -> str:
              f"{'/'.join(str(n) for n in sorted({r['frames'] for r in doc['samples']}))} frames "
              f"(clips of {doc['settings']['clip_frames']}); ablation: {doc['settings']['ablation'] or 'none'}.", "",
              "| metric | model | baseline | better |", "|---|---|---|---|"]
-    for name, base, better in TABLE:
-        if name not in mean:
-            continue
+    for name, base, better in table_entries(mean):
         base_label = "-" if base is None else f"{_fmt(mean.get(base))} ({_baseline_name(base)})"
         lines.append(f"| {name} | {_fmt(mean[name])} | {base_label} | {better} |")
     lines += ["", "Baselines: *copy* = the source frame repeated; for the temporal metrics the ground-truth "

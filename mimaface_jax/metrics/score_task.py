@@ -27,12 +27,18 @@ from mimaface_jax.metrics.ssim import ssim_per_frame
 
 @dataclasses.dataclass
 class FaceMetrics:
-    """Optional face-based scorers: ``identity`` (``metrics.identity.IdentityScorer``) and, for
-    FaceMesh-layout models, ``landmarker`` + ``extractor`` (``face.motion.MotionExtractor``)."""
+    """Optional face-based scorers: ``identity`` (``metrics.identity.IdentityScorer``) and
+    ``landmarker`` + ``extractor`` (``face.motion.MotionExtractor``) for the motion metrics.
+
+    ``against_truth``: measure the generated motion against the GROUND TRUTH's (FaceMesh on
+    both) instead of the driving video's. For models whose motion is not FaceMesh's (SynthFaces'
+    renders, which FaceMesh does track): their extractor has no expression basis, so AED is
+    replaced by the expression-shape error, and each error gets its copy-the-source baseline."""
 
     identity: object | None = None
     landmarker: object | None = None
     extractor: object | None = None
+    against_truth: bool = False
 
 
 def _per_frame(fn, a, b, mask=None) -> list[float]:
@@ -54,15 +60,52 @@ def _motion_metrics(generated, driving, faces: FaceMetrics) -> dict:
     return out
 
 
+def expression_shape_error(shapes_a: np.ndarray, shapes_b: np.ndarray) -> float:
+    """Mean distance between corresponding points of two (T, 468, 3) pose-normalised FaceMesh
+    shapes (template units: the face's RMS radius is 1) over the frames where both exist: the
+    expression (and face-shape) error when there is no expression basis to project on."""
+    dist = np.linalg.norm(np.asarray(shapes_a, np.float64) - np.asarray(shapes_b, np.float64), axis=-1)
+    ok = np.isfinite(dist).all(axis=1)
+    return float(dist[ok].mean()) if ok.any() else float("nan")
+
+
+def _motion_vs_truth(generated, truth, source, faces: FaceMetrics) -> dict:
+    """APD / gaze error / expression-shape error / landmark jitter of the generated frames
+    against the ground truth, each next to copying the source (FaceMesh on all three)."""
+    h, w = generated.shape[1:3]
+    measured = {}
+    for name, frames in (("generated", generated), ("truth", truth),
+                         ("copy", np.broadcast_to(source, truth.shape))):
+        track = faces.landmarker.track_video(frames)
+        measured[name] = (track, faces.extractor.extract(track.landmarks, (w, h)))
+    layout = faces.extractor.layout
+    out = {"frames_without_face_generated": int((~measured["generated"][0].found).sum())}
+    for name, suffix in (("generated", ""), ("copy", "_copy_source")):
+        errors = motion_errors(measured[name][1].vectors, measured["truth"][1].vectors, layout)
+        out["apd_degrees" + suffix] = errors["apd_degrees"]
+        out["gaze_error" + suffix] = errors["gaze_error"]
+        out["expression_shape_error" + suffix] = expression_shape_error(measured[name][1].shapes,
+                                                                       measured["truth"][1].shapes)
+    if len(generated) >= 3:
+        out["landmark_jitter"] = temporal.landmark_jitter(measured["generated"][0].landmarks[..., :2])
+        out["landmark_jitter_ground_truth"] = temporal.landmark_jitter(measured["truth"][0].landmarks[..., :2])
+    return out
+
+
 def _face_metrics(task: dict, generated: np.ndarray, faces: FaceMetrics | None) -> dict:
     m = {}
     if faces is not None and faces.identity is not None:
         ident = faces.identity.score(task["source"], generated)
         m["identity_similarity"] = ident["identity_similarity"]
         m["identity_frames_without_face"] = ident["frames_without_face"]
-    if (faces is not None and faces.landmarker is not None and faces.extractor is not None
-            and task.get("driving") is not None):
-        m.update(_motion_metrics(generated, np.asarray(task["driving"][:len(generated)]), faces))
+    if faces is None or faces.landmarker is None or faces.extractor is None:
+        return m
+    n = len(generated)
+    if faces.against_truth:
+        if task.get("truth") is not None:
+            m.update(_motion_vs_truth(generated, np.asarray(task["truth"][:n]), task["source"], faces))
+    elif task.get("driving") is not None:
+        m.update(_motion_metrics(generated, np.asarray(task["driving"][:n]), faces))
     return m
 
 
