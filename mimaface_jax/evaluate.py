@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 ABLATIONS = ("ica", "guidance", "motion_tokens", "identity")
-MODEL_SWITCHES = ("motion_tokens", "identity")
+SWITCHES = ("ica", "motion_tokens", "identity")   # take on / off
 
 
 class EvaluateError(ValueError):
@@ -69,7 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     inputs.add_argument("--data", help="DATASET[:split]: a built TFDS dataset folder or name")
     inputs.add_argument("--pairs", help="folder of (source, driving) pairs: subfolders or pairs.csv")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--ablate", action="append", default=[], help="ica=off | guidance=S (repeatable)")
+    p.add_argument("--ablate", action="append", default=[],
+                   help="ica=off | motion_tokens=off | identity=off | guidance=S (repeatable)")
     p.add_argument("--num_videos", type=int, default=None,
                    help="held-out videos to evaluate (default 8; with --pairs: every pair)")
     p.add_argument("--frames", type=int, default=None,
@@ -85,21 +86,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parse_ablations(items: list[str]) -> dict:
-    """["ica=off", "guidance=2"] -> {"ica": False, "guidance": 2.0} (EvaluateError naming the bad item)."""
+    """["ica=off", "motion_tokens=off", "guidance=2"] -> {"ica": False, "motion_tokens": False,
+    "guidance": 2.0}: ``ica`` / ``motion_tokens`` / ``identity`` take on / off, ``guidance`` a
+    scale >= 0 (EvaluateError naming the bad item)."""
     out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or key not in ABLATIONS:
-            raise EvaluateError(f"--ablate {item!r}: expected one of ica=off, guidance=S")
-        if key in MODEL_SWITCHES:
-            raise EvaluateError(f"--ablate {item!r}: MIA's {key} switch removes parameters and context tokens, so "
-                                "it cannot be turned off on trained weights; train the variant instead "
-                                "(configs tiny.py:video_no_mia)")
-        if key == "ica":
+            raise EvaluateError(f"--ablate {item!r}: expected one of ica=off, motion_tokens=off, identity=off, "
+                                "guidance=S")
+        if key in SWITCHES:
             if value not in ("on", "off"):
-                raise EvaluateError(f"--ablate {item!r}: ica takes 'on' or 'off'")
-            out["ica"] = value == "on"
+                raise EvaluateError(f"--ablate {item!r}: {key} takes 'on' or 'off'")
+            out[key] = value == "on"
         else:
             try:
                 out["guidance"] = float(value)
@@ -253,9 +253,16 @@ def evaluate(args, log) -> dict:
         # ica=off keeps the settings (and so the compiled clip function): the generator's
         # context=False passes no context at all, the source anchor included
         settings = GenerationSettings.from_config(config, sampler=args.sampler, num_steps=args.steps,
-                                                  guidance_scale=ablation.get("guidance"), seed=args.seed)
+                                                  guidance_scale=ablation.get("guidance"), seed=args.seed,
+                                                  mia_motion=ablation.get("motion_tokens"),
+                                                  mia_identity=ablation.get("identity"))
     except ValueError as err:
         raise EvaluateError(str(err)) from None
+    mia_config = loaded.model.config.mia
+    for key, built in (("motion_tokens", mia_config.motion_modulation), ("identity", mia_config.identity_modulation)):
+        if ablation.get(key) is False and not built:
+            raise EvaluateError(f"--ablate {key}=off: the model has no MIA {key.split('_')[0]} path to cut "
+                                f"(trained with model.mia.{key.split('_')[0]}_modulation off)")
     skipped = dict(SKIPPED)
     if pairs is None:
         tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos or 8, frames)

@@ -64,6 +64,10 @@ class GenerationSettings:
     clip_denoised: float = 0.0       # > 0: the predicted x0 is clipped to [-v, v]
     source_as_context: bool = False  # the first clip's ICA context is the source frame
     seed: int = 0
+    # inference ablations (``evaluate --ablate motion_tokens=off / identity=off``): False cuts
+    # MIA's motion / identity path at call time, the trained parameters kept (``models/mia.py``)
+    mia_motion: bool = True
+    mia_identity: bool = True
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -220,7 +224,8 @@ class ClipGenerator:
             motion = ica.to_model_order(motion, layout)
             weights = layout.is_current.astype(motion.dtype)
             conditioning = {
-                "context": net.condition(net.appearance(batch), motion, batch["identity"], frame_weights=weights),
+                "context": net.condition(net.appearance(batch), motion, batch["identity"], frame_weights=weights,
+                                         use_motion=s.mia_motion, use_identity=s.mia_identity),
                 "cond_latents": ica.to_model_order(cond, layout),
                 "context_latents": ica.context_latents(ica.to_model_order(clean, layout), layout),
                 "layout": layout,

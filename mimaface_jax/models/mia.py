@@ -13,7 +13,13 @@ The source portrait's CLIP tokens ``A`` are turned into per-frame context tokens
 4. Mapper: a small pre-LN transformer over ``[identity tokens; motion tokens; A]`` followed by a
    LayerNorm gives the context ``(B*F, L, context_dim)`` used by every cross-attention layer.
 
-A switch that is off removes its parameters (and its tokens) from the module.
+A switch that is off removes its parameters (and its tokens) from the module. At call time
+(inference ablations, ``evaluate --ablate motion_tokens=off`` / ``identity=off``), the static
+flags ``use_motion`` / ``use_identity`` cut a path that the module has, keeping its parameters:
+the call then computes what a module built with that switch off computes from the shared
+parameters (no motion tokens and no motion cross-attention; no identity FiLM, its LayerNorm
+included, and no identity tokens), so the context is shorter by those tokens. Training calls
+with both on.
 ``context="clip_mean"`` averages the motion over the clip's frames first, so every frame of a
 clip gets the same context (computed once, then repeated).
 """
@@ -102,8 +108,12 @@ class MIAConfig:
     @property
     def num_context_tokens(self) -> int:
         """L of the output context: identity tokens + motion tokens + appearance tokens."""
-        n_id = self.num_identity_tokens if self.identity_modulation else 0
-        return n_id + self.num_motion_tokens + self.num_clip_tokens
+        return self.context_length()
+
+    def context_length(self, use_motion: bool = True, use_identity: bool = True) -> int:
+        """L of a call with the inference flags ``use_motion`` / ``use_identity``."""
+        n_id = self.num_identity_tokens if self.identity_modulation and use_identity else 0
+        return n_id + (self.num_motion_tokens if use_motion else 0) + self.num_clip_tokens
 
 
 class MLP(nnx.Module):
@@ -194,9 +204,11 @@ class MIA(nnx.Module):
         modulation is on, ignored when it is off.
       frame_weights: optional (B, F) non-negative weights of the frames in the ``clip_mean``
         average (e.g. 0 at unused ICA context slots); default: all frames equally.
+      use_motion / use_identity: static; False cuts the motion / identity path (module
+        docstring); the motion / identity input is then not read.
     Returns:
       context (B*F, L, context_dim), frames folded batch-major (index b*F + f) like the U-Net,
-      with L = ``config.num_context_tokens``.
+      with L = ``config.context_length(use_motion, use_identity)``.
     """
 
     def __init__(self, config: MIAConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -216,7 +228,7 @@ class MIA(nnx.Module):
         self.mapper = nnx.List([MapperLayer(config, **kw) for _ in range(config.mapper_layers)])
         self.norm_out = LayerNorm(c, eps=eps, param_dtype=param_dtype)
 
-    def _check_inputs(self, appearance, motion, identity, frame_weights):
+    def _check_inputs(self, appearance, motion, identity, frame_weights, use_identity):
         cfg = self.config
         if appearance.ndim != 3 or appearance.shape[-1] != cfg.clip_width:
             raise ValueError(f"MIA: appearance tokens must be (B, N, {cfg.clip_width}), got {appearance.shape}")
@@ -229,7 +241,7 @@ class MIA(nnx.Module):
                 f"MIA: motion must be (B={b}, F, {cfg.motion_layout.size}) in layout "
                 f"{cfg.motion_layout.version!r}, got {motion.shape}"
             )
-        if cfg.identity_modulation:
+        if cfg.identity_modulation and use_identity:
             if identity is None:
                 raise ValueError("MIA: identity modulation is on but no identity vector was given; "
                                  "pass identity (B, identity_dim) or set identity_modulation=False")
@@ -239,9 +251,9 @@ class MIA(nnx.Module):
             raise ValueError(f"MIA: frame_weights must be (B, F) = {motion.shape[:2]}, got {frame_weights.shape}")
 
     def __call__(self, appearance: Array, motion: Array, identity: Array | None = None, *,
-                 frame_weights: Array | None = None) -> Array:
+                 frame_weights: Array | None = None, use_motion: bool = True, use_identity: bool = True) -> Array:
         cfg = self.config
-        self._check_inputs(appearance, motion, identity, frame_weights)
+        self._check_inputs(appearance, motion, identity, frame_weights, use_identity)
         b, num_frames = motion.shape[:2]
         if cfg.context == "clip_mean":
             w = jnp.ones(motion.shape[:2], motion.dtype) if frame_weights is None else frame_weights
@@ -253,13 +265,13 @@ class MIA(nnx.Module):
         a = self.proj_in(appearance)  # (B, N, C)
         a = jnp.broadcast_to(a[:, None], (b, f, *a.shape[1:]))  # (B, f, N, C)
         prefix = []
-        if self.motion_tokens is not None:
+        if self.motion_tokens is not None and use_motion:
             mtok = self.motion_tokens(motion)  # (B, f, G, C)
             q = self.motion_query_norm(a).reshape(b * f, *a.shape[2:])
             kv = self.motion_token_norm(mtok).reshape(b * f, *mtok.shape[2:])
             a = a + self.motion_attn(q, kv).reshape(a.shape)
             prefix.append(mtok)
-        if self.identity is not None:
+        if self.identity is not None and use_identity:
             ident = identity.astype(a.dtype)
             a = self.identity.modulate(a, ident)
             idtok = self.identity.tokens(ident)  # (B, n_id, C)

@@ -146,13 +146,18 @@ class MIMAFace(nnx.Module):
         return tokens if self.config.clip_trainable else jax.lax.stop_gradient(tokens)
 
     def condition(self, appearance: Array, motion: Array, identity: Array | None,
-                  frame_weights: Array | None = None) -> Array:
-        """MIA context per frame: (B, N, W), (B, S, D_motion) -> (B, S, L, context_dim)."""
+                  frame_weights: Array | None = None, *, use_motion: bool = True,
+                  use_identity: bool = True) -> Array:
+        """MIA context per frame: (B, N, W), (B, S, D_motion) -> (B, S, L, context_dim).
+
+        ``use_motion`` / ``use_identity`` (static, inference ablations): False cuts MIA's motion /
+        identity path at call time, parameters kept (``mia.py``); L shrinks by those tokens."""
         b, s = motion.shape[:2]
-        if identity is not None and self.mia.identity is not None:
+        if identity is not None and self.mia.identity is not None and use_identity:
             norm = jnp.linalg.norm(identity, axis=-1, keepdims=True)
             identity = identity / jnp.maximum(norm, 1e-6)
-        context = self.mia(appearance, motion, identity, frame_weights=frame_weights)  # (B*S, L, D)
+        context = self.mia(appearance, motion, identity, frame_weights=frame_weights, use_motion=use_motion,
+                           use_identity=use_identity)  # (B*S, L, D)
         return context.reshape(b, s, *context.shape[1:])
 
     # ---------------------------------------------------------------------------------- U-Net

@@ -1,6 +1,7 @@
 """``python -m mimaface_jax.evaluate`` end to end on the tiny SynthFaces video model (random
 weights) over a tiny held-out SynthFaces TFDS split and on a FaceMesh-layout model over a built
-video_folder split; ``--ablate ica=off``; its one-line errors."""
+video_folder split; ``--ablate ica=off`` / ``motion_tokens=off``; rows independent of the device
+count (data-parallel batches); its one-line errors."""
 
 import json
 import pathlib
@@ -53,9 +54,21 @@ def test_evaluate_writes_metrics_and_plots(synth_workdir, synth_data, tmp_path, 
     first_on, first_off = doc["samples"][0]["curves"]["ssim"], off["samples"][0]["curves"]["ssim"]
     assert first_on[:4] != first_off[:4] or first_on[4:] != first_off[4:]
 
+    # motion_tokens=off: MIA's motion path cut at call time (same weights), recorded in the settings
+    out_mt = tmp_path / "eval_motion_tokens_off"
+    assert evaluate.main(["--model", str(synth_workdir), "--data", f"{synth_data}:validation", "--out",
+                          str(out_mt), "--num_videos", "1", "--frames", "10", "--ablate", "motion_tokens=off",
+                          "--quiet"]) == 0
+    mt = json.loads((out_mt / "metrics.json").read_text())
+    assert mt["settings"]["ablation"] == "motion_tokens=off"
+    assert mt["settings"]["generation"]["mia_motion"] is False and mt["settings"]["generation"]["mia_identity"]
+    assert doc["settings"]["generation"]["mia_motion"] and doc["settings"]["generation"]["mia_identity"]
+    assert np.isfinite(mt["samples"][0]["metrics"]["psnr"])
+    assert mt["samples"][0]["curves"]["ssim"] != first_on
+
 
 @pytest.mark.parametrize("argv_tail, message", [
-    (["--ablate", "motion_tokens=off"], "cannot be turned off on trained weights"),
+    (["--ablate", "identity=maybe"], "identity takes 'on' or 'off'"),
     (["--ablate", "ica=maybe"], "ica takes 'on' or 'off'"),
     (["--data", "SPLIT_PLACEHOLDER:nosuchsplit"], "has no split 'nosuchsplit'"),
     (["--data", "/nonexistent/dataset"], "is not a built dataset"),
@@ -138,7 +151,12 @@ def test_ablation_switches_parse():
     assert evaluate.parse_ablations([]) == {}
     assert evaluate.parse_ablations(["ica=off", "guidance=2.5"]) == {"ica": False, "guidance": 2.5}
     assert evaluate.parse_ablations(["ica=on"]) == {"ica": True}
+    assert evaluate.parse_ablations(["motion_tokens=off", "identity=off"]) == {"motion_tokens": False,
+                                                                              "identity": False}
+    assert evaluate.parse_ablations(["identity=on"]) == {"identity": True}
     for bad, message in (("guidance=high", "takes a number"), ("guidance=-1", ">= 0"), ("ica", "expected one of"),
-                         ("temperature=2", "expected one of"), ("identity=off", "train the variant")):
+                         ("temperature=2", "expected one of"), ("identity=no", "identity takes 'on' or 'off'"),
+                         ("motion_tokens=", "motion_tokens takes 'on' or 'off'"),
+                         ("motion=off", "expected one of")):
         with pytest.raises(evaluate.EvaluateError, match=message):
             evaluate.parse_ablations([bad])

@@ -1,4 +1,5 @@
-"""MIA: per-frame contexts, modulation switches, layout-driven motion groups, annotations."""
+"""MIA: per-frame contexts, modulation switches (built in, and cut at call time for inference
+ablations), layout-driven motion groups, annotations."""
 
 import dataclasses
 
@@ -149,3 +150,63 @@ def test_every_parameter_is_annotated_and_bad_inputs_are_reported():
         MIAConfig(context="per_clip")
     # the default configuration reads the FaceMesh layout (64 expression components)
     assert MIAConfig().motion_layout == facemesh_layout()
+
+
+# ------------------------------------------------ inference switches: a path cut at call time
+
+
+def _trained_like(seed=0):
+    """A MIA whose zero-initialised identity FiLM is randomised (as training leaves it), so the
+    identity reaches the output through the FiLM as well as through its tokens."""
+    mia = MIA(TINY, rngs=nnx.Rngs(seed))
+    kernel = mia.identity.scale_shift.kernel
+    kernel[...] = 0.5 * jax.random.normal(jax.random.key(seed + 1), kernel.shape)
+    return mia
+
+
+@pytest.mark.parametrize("flag", ["use_motion", "use_identity"])
+def test_a_cut_path_ignores_its_input_the_other_path_still_acts(flag):
+    mia = _trained_like()
+    appearance, motion, identity = _inputs(7)
+    other_motion = (appearance, motion + 1.0, identity)
+    other_identity = (appearance, motion, jnp.roll(identity, 1, axis=0))
+    cut_input, kept_input = (other_motion, other_identity) if flag == "use_motion" else (other_identity, other_motion)
+
+    def delta(args, **kw):
+        return float(np.abs(np.asarray(mia(*args, **kw) - mia(appearance, motion, identity, **kw))).max())
+
+    assert delta(cut_input) > 1e-2                        # on: the input matters
+    assert delta(cut_input, **{flag: False}) == 0.0       # off: changing it changes nothing
+    assert delta(kept_input, **{flag: False}) > 1e-2      # the other path still acts
+    n_motion = 0 if flag == "use_motion" else 3
+    n_id = 0 if flag == "use_identity" else TINY.num_identity_tokens
+    out = mia(appearance, motion, identity, **{flag: False})
+    assert out.shape == (B * F, n_id + n_motion + TINY.num_clip_tokens, TINY.context_dim)
+    assert out.shape[1] == TINY.context_length(**{flag: False})
+
+
+@pytest.mark.parametrize("flag, switch", [("use_motion", "motion_modulation"),
+                                          ("use_identity", "identity_modulation")])
+def test_a_cut_path_computes_the_module_built_without_it(flag, switch):
+    """Off at call time == a module built with the switch off, holding the same parameters."""
+    full = _trained_like(3)
+    built_without = MIA(dataclasses.replace(TINY, **{switch: False}), rngs=nnx.Rngs(9))
+    shared = nnx.to_pure_dict(nnx.state(full, nnx.Param))
+
+    def take(target, source):
+        return {k: take(v, source[k]) if isinstance(v, dict) else source[k] for k, v in target.items()}
+
+    state = nnx.state(built_without, nnx.Param)
+    nnx.replace_by_pure_dict(state, take(nnx.to_pure_dict(state), shared))
+    nnx.update(built_without, state)
+    appearance, motion, identity = _inputs(8)
+    np.testing.assert_allclose(np.asarray(full(appearance, motion, identity, **{flag: False})),
+                               np.asarray(built_without(appearance, motion, identity)), atol=1e-6)
+
+
+def test_identity_off_needs_no_identity_vector():
+    mia = _trained_like()
+    appearance, motion, _ = _inputs(9)
+    assert mia(appearance, motion, None, use_identity=False).shape[1] == TINY.context_length(use_identity=False)
+    with pytest.raises(ValueError, match="no identity vector"):
+        mia(appearance, motion, None)
