@@ -2,8 +2,9 @@
 over a folder of (source, driving) file pairs.
 
     python -m mimaface_jax.evaluate --model BUNDLE|RUN (--data DATASET[:split] | --pairs DIR) --out DIR
-        [--ablate ica=off] [--ablate guidance=S] [--num_videos N] [--frames T]
-        [--identity_model ARCFACE.onnx] [--sampler ddim|euler] [--steps N] [--seed N] [--quiet]
+        [--ablate ica=off] [--ablate motion_tokens=off] [--ablate identity=off] [--ablate guidance=S]
+        [--num_videos N] [--frames T] [--identity_model ARCFACE.onnx] [--sampler ddim|euler]
+        [--steps N] [--seed N] [--quiet]
 
 ``--data``: a built TFDS dataset folder (the version folder, or a folder holding exactly one),
 or a dataset name under the model config's ``data.tfds_data_dir``; ``:split`` picks the split
@@ -23,7 +24,11 @@ Tasks (``training/sample_tasks.py``, the trainer's sample videos): on SynthFaces
 CROSS-identity reenactment with the exact ground truth (person A driven by person B's motion);
 on FaceMesh data, SELF-reenactment (a clip's first frame driven by the clip). Generation is
 the shared clip-by-clip generator (``inference/generator.py``) with the model's sample
-settings; video i uses seed ``seed + i``.
+settings; video i uses seed ``seed + i``. Data parallel (``inference/task_batches.py``): videos
+of one length are generated ``jax.device_count()`` at a time in lockstep, split over the
+devices (the last batch padded by repeating a video, the copy dropped); one compile per video
+length. A video's frames do not depend on its batch, so the rows do not depend on the device
+count (up to float rounding).
 
 Metrics (``mimaface_jax/metrics``): PSNR / SSIM / L1 against the ground truth (whole frame and
 inside the motion mask) next to the copy-the-source baseline; the inter-clip discontinuity and
@@ -33,14 +38,17 @@ FaceMesh on the generated and the driving frames. LPIPS / FID / FVD are not comp
 reason is written into the outputs).
 
 Ablations at inference (same weights): ``ica=off`` generates every clip without context frames
-(no previous frames, no source anchor; the same initial noise as with ICA), ``guidance=S``
-sets the CFG scale. ``motion_tokens=off`` / ``identity=off`` are NOT inference switches: MIA's
-switches remove parameters and context tokens, so the trained network cannot run without them;
-they are training-time variants and are refused with a one-line error.
+(no previous frames, no source anchor; the same initial noise as with ICA); ``motion_tokens=off``
+cuts MIA's motion path (no motion tokens, no motion cross-attention) and ``identity=off`` its
+identity path (no identity FiLM, no identity tokens), computing what a MIA built without that
+path computes from the same parameters (``models/mia.py``; the U-Net's cross-attention sees the
+shorter context); ``guidance=S`` sets the CFG scale. They are recorded in metrics.json's
+settings (``ablation``; ``generation``: ``mia_motion`` / ``mia_identity``). A path the model was
+trained without (``model.mia.*_modulation`` off) cannot be cut: one-line error.
 
 Writes into DIR: metrics.json (per sample, mean, settings), metrics.md (tables),
 curves_<i>.png (per-frame PSNR / SSIM / frame change, clip boundaries marked) and
-worst_best.png. Progress with ETA on stderr. Bad input: one line on stderr, exit status 1.
+worst_best.png. Progress (one line per batch) with ETA on stderr. Bad input: one line on stderr, exit status 1.
 """
 
 from __future__ import annotations
