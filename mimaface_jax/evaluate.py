@@ -118,6 +118,15 @@ def parse_ablations(items: list[str]) -> dict:
     return out
 
 
+def check_mia_switches(ablation: dict, mia_config) -> None:
+    """``motion_tokens=off`` / ``identity=off`` need the model to have that MIA path
+    (``models.mia.MIAConfig``: ``motion_modulation`` / ``identity_modulation``)."""
+    for key, path in (("motion_tokens", "motion"), ("identity", "identity")):
+        if ablation.get(key) is False and not getattr(mia_config, f"{path}_modulation"):
+            raise EvaluateError(f"--ablate {key}=off: the model has no MIA {path} path to cut "
+                                f"(trained with model.mia.{path}_modulation off)")
+
+
 def names_a_path(spec: str) -> bool:
     """Whether ``--data`` names a folder (resolved before the model loads, so that a bad one fails
     fast) rather than a dataset name under the model's ``data.tfds_data_dir``."""
@@ -266,11 +275,7 @@ def evaluate(args, log) -> dict:
                                                   mia_identity=ablation.get("identity"))
     except ValueError as err:
         raise EvaluateError(str(err)) from None
-    mia_config = loaded.model.config.mia
-    for key, built in (("motion_tokens", mia_config.motion_modulation), ("identity", mia_config.identity_modulation)):
-        if ablation.get(key) is False and not built:
-            raise EvaluateError(f"--ablate {key}=off: the model has no MIA {key.split('_')[0]} path to cut "
-                                f"(trained with model.mia.{key.split('_')[0]}_modulation off)")
+    check_mia_switches(ablation, loaded.model.config.mia)
     skipped = dict(SKIPPED)
     if pairs is None:
         tasks, where = sample_tasks.held_out_tasks(config, out, args.num_videos or 8, frames)

@@ -161,3 +161,17 @@ def test_ablation_switches_parse():
                          ("motion=off", "expected one of")):
         with pytest.raises(evaluate.EvaluateError, match=message):
             evaluate.parse_ablations([bad])
+
+
+def test_a_path_the_model_was_trained_without_cannot_be_cut():
+    import dataclasses
+
+    from mimaface_jax.models.mia import MIAConfig
+
+    both = MIAConfig()
+    evaluate.check_mia_switches({"motion_tokens": False, "identity": False}, both)
+    for key, switch in (("motion_tokens", "motion_modulation"), ("identity", "identity_modulation")):
+        without = dataclasses.replace(both, **{switch: False})
+        evaluate.check_mia_switches({key: True}, without)
+        with pytest.raises(evaluate.EvaluateError, match=f"no MIA .* path to cut .*model.mia.{switch} off"):
+            evaluate.check_mia_switches({key: False}, without)
