@@ -98,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.prediction_type = "epsilon"
     c.model.min_snr_gamma = 5.0
     c.model.cond_dropout = 0.1
+    # training timesteps t ~ U[lo, hi) of the schedule's 1000 (default: all); a sampler that only
+    # ever evaluates some timesteps may train on those (configs/tiny.py: its one-step sampler)
+    c.model.train_timesteps = (0, 1000)
 
     c.autoencoder = ml_collections.ConfigDict(dict(
         kind="vae",                        # "vae" | "space_to_depth"

@@ -97,6 +97,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
                      "checkpoint; set it to the stage-1 workdir")
         elif not os.path.isdir(os.path.expanduser(c.init.stage1_checkpoint)):
             p.append(f"init.stage1_checkpoint={c.init.stage1_checkpoint!r} is not a directory")
+    steps = c.model.train_timesteps
+    if len(steps) != 2 or not 0 <= steps[0] < steps[1] <= 1000:
+        p.append(f"model.train_timesteps={tuple(steps)}: expected (lo, hi) with 0 <= lo < hi <= 1000 "
+                 "(training timesteps are drawn from [lo, hi))")
     if u.use_motion_module and frames + k_max > u.motion_max_seq_length:
         p.append(f"model.num_frames + model.ica.k_max = {frames + k_max} exceeds the motion modules' "
                  f"positional encoding length model.unet.motion_max_seq_length={u.motion_max_seq_length}")

@@ -59,6 +59,8 @@ class MIMAFaceConfig:
       schedule: DDPM schedule incl. ``prediction_type`` ("epsilon" / "v_prediction").
       min_snr_gamma: min-SNR-gamma loss weighting (``None``: uniform weights).
       cond_dropout: per-sample probability of a zero MIA context in training (CFG).
+      train_timesteps: ``(lo, hi)``: training timesteps are drawn uniformly from [lo, hi)
+        (default: all of the schedule's).
       clip_trainable: gradients flow into CLIP (stage 1); otherwise its output is a constant.
     """
 
@@ -71,6 +73,7 @@ class MIMAFaceConfig:
     min_snr_gamma: float | None = 5.0
     cond_dropout: float = 0.1
     clip_trainable: bool = False
+    train_timesteps: tuple[int, int] = (0, 1000)
 
     def __post_init__(self):
         u, m = self.unet, self.mia
@@ -103,6 +106,10 @@ class MIMAFaceConfig:
             )
         if not 0.0 <= self.cond_dropout <= 1.0:
             raise ValueError(f"MIMAFaceConfig.cond_dropout must be in [0, 1], got {self.cond_dropout}")
+        lo, hi = self.train_timesteps
+        if not 0 <= lo < hi <= self.schedule.num_train_timesteps:
+            raise ValueError(f"MIMAFaceConfig.train_timesteps={self.train_timesteps} must be (lo, hi) with "
+                             f"0 <= lo < hi <= {self.schedule.num_train_timesteps}")
         if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
             raise ValueError(f"MIMAFaceConfig.min_snr_gamma must be > 0 or None, got {self.min_snr_gamma}")
 
@@ -229,7 +236,7 @@ def loss(model: MIMAFace, batch: dict, rng: Array) -> tuple[Array, dict]:
     noise = jax.random.normal(r_noise, x0.shape, x0.dtype) if noise is None else ica.to_model_order(noise, layout)
     t = batch.get("timesteps")
     if t is None:
-        t = jax.random.randint(r_t, (b,), 0, cfg.schedule.num_train_timesteps, dtype=jnp.int32)
+        t = jax.random.randint(r_t, (b,), *cfg.train_timesteps, dtype=jnp.int32)
 
     t_frames = jnp.repeat(t, s)  # one timestep per clip, per frame for the schedule
     flat = lambda a: a.reshape(b * s, *a.shape[2:])  # noqa: E731

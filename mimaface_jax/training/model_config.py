@@ -106,6 +106,7 @@ def mimaface_config(config) -> MIMAFaceConfig:
         schedule=ScheduleConfig(prediction_type=config.model.prediction_type),
         min_snr_gamma=config.model.min_snr_gamma if config.model.min_snr_gamma > 0 else None,
         cond_dropout=config.model.cond_dropout,
+        train_timesteps=tuple(int(t) for t in config.model.train_timesteps),
         clip_trainable=cl.trainable,
     )
 

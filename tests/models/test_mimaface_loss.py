@@ -242,3 +242,19 @@ def test_config_errors():
         mf.MIMAFaceConfig(unet=UNET, mia=MIA, clip=CLIP, num_frames=7)
     with pytest.raises(ValueError, match="CLIP gives"):
         mf.MIMAFaceConfig(unet=UNET, mia=dataclasses.replace(MIA, clip_width=8), clip=CLIP)
+
+
+def test_train_timesteps_range_is_where_timesteps_are_drawn():
+    """With train_timesteps=(999, 1000) every drawn timestep is 999: the loss equals the loss of
+    the same batch with timesteps 999 given, not with 998."""
+    batch = _batch(3)
+    drawn = {k: v for k, v in batch.items() if k != "timesteps"}
+    rng = jax.random.PRNGKey(5)
+    graphdef, state = nnx.split(mf.MIMAFace(dataclasses.replace(VIDEO, train_timesteps=(999, 1000)),
+                                            rngs=nnx.Rngs(0)))
+    fn = jax.jit(lambda st, b: mf.loss_from_state(graphdef, st, b, rng)[0])
+    at = {t: float(fn(state, dict(batch, timesteps=np.full((BATCH,), t, np.int32)))) for t in (998, 999)}
+    assert float(fn(state, drawn)) == pytest.approx(at[999], rel=1e-6)
+    assert abs(at[998] - at[999]) > 1e-6 * at[999]
+    with pytest.raises(ValueError, match="train_timesteps"):
+        dataclasses.replace(VIDEO, train_timesteps=(500, 500))
