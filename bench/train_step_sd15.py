@@ -10,11 +10,15 @@ table replaces this bench's section of BENCHMARKS.md.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
         .venv/bin/python bench/train_step_sd15.py [--stages video,image] \\
-        [--attention xla,chunked] [--remat full,none] [--min-seq-len 256,512] [--write]
+        [--attention xla,chunked] [--remat full,none] [--min-seq-len 256,512] \\
+        [--chunk 1024x1024,512x512] [--remat-scope block,layer] [--write]
 
-``--attention`` / ``--remat`` / ``--min-seq-len`` are comma-separated sweeps (every
-combination is compiled; "config" = the config's own value). On the CPU backend ``auto`` is
-``chunked``; ``splash`` and ``cudnn`` cannot be compiled for CPU devices.
+``--attention`` / ``--remat`` / ``--min-seq-len`` / ``--chunk`` / ``--remat-scope`` are
+comma-separated sweeps (every combination is compiled; "config" = the config's own value).
+``--chunk QxKV`` sets the ``chunked`` kernel's query / key-value tile sizes
+(``attention_chunk_q`` / ``attention_chunk_kv``); ``--remat-scope`` where the remat
+checkpoints go (``model.unet.remat_scope``: every U-Net block, or every layer in it). On the
+CPU backend ``auto`` is ``chunked``; ``splash`` and ``cudnn`` cannot be compiled for CPU devices.
 
 The CPU backend's buffer assignment stands in for an accelerator's: the numbers show how the
 state divides over fsdp and how large the step's working set is, not a TPU/GPU's exact usage.
@@ -54,7 +58,18 @@ Reading (2026-12-02, stage defaults of commit 8d2d3ac: stage 2 also trains MIA a
 """
 
 
-def load_config(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config"):
+def parse_chunk(text: str) -> tuple[int, int] | None:
+    """"QxKV" -> (Q, KV) positive ints; "config" -> None. Raises ValueError naming the bad value."""
+    if text == "config":
+        return None
+    parts = text.split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--chunk: {text!r} is not QxKV with positive integers (e.g. 512x512) or 'config'")
+    return int(parts[0]), int(parts[1])
+
+
+def load_config(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config",
+                chunk: str = "config", remat_scope: str = "config"):
     from mimaface_jax.config_files import load_config as load_file
 
     c = load_file(REPO / "configs" / f"{CONFIGS[stage]}.py")
@@ -68,6 +83,11 @@ def load_config(stage: str, attention: str = "config", remat: str = "config", mi
         c.model.unet.remat_policy = remat
     if min_seq_len != "config":
         c.model.unet.attention_min_seq_len = int(min_seq_len)
+    sizes = parse_chunk(chunk)
+    if sizes is not None:
+        c.model.unet.attention_chunk_q, c.model.unet.attention_chunk_kv = sizes
+    if remat_scope != "config":
+        c.model.unet.remat_scope = remat_scope
     return c
 
 
@@ -122,7 +142,8 @@ def matmul_flops(jaxpr, counts: dict | None = None) -> float:
     return total
 
 
-def analyse(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config") -> dict:
+def analyse(stage: str, attention: str = "config", remat: str = "config", min_seq_len: str = "config",
+            chunk: str = "config", remat_scope: str = "config") -> dict:
     import jax
 
     from mimaface_jax.config_validation import validate
@@ -132,7 +153,7 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
     from mimaface_jax.training.abstract_run import abstract_run
     from mimaface_jax.training.model_config import dtype_of
 
-    c = load_config(stage, attention, remat, min_seq_len)
+    c = load_config(stage, attention, remat, min_seq_len, chunk, remat_scope)
     u = c.model.unet
     kernel = resolve_implementation(u.attention_implementation, jax.default_backend(),
                                     dtype_of(c.precision.compute_dtype))
@@ -162,7 +183,7 @@ def analyse(stage: str, attention: str = "config", remat: str = "config", min_se
         "trainable": sum(model.abstract_params[n].size for n in trainable),
         "state_total": total, "state_per_device": per_device,
         "batch": f"{c.data.global_batch_size} x {s} frames x {c.data.resolution}^2",
-        "remat": c.model.unet.remat_policy, "dtype": c.precision.compute_dtype,
+        "remat": c.model.unet.remat_policy, "remat_scope": c.model.unet.remat_scope, "dtype": c.precision.compute_dtype,
         "attention": u.attention_implementation, "kernel": kernel, "min_seq_len": u.attention_min_seq_len,
         "argument": mem.argument_size_in_bytes, "output": mem.output_size_in_bytes,
         "alias": mem.alias_size_in_bytes, "temp": mem.temp_size_in_bytes,
@@ -195,9 +216,16 @@ def state_table(rows: list[dict]) -> str:
 def _baseline(rows: list[dict], r: dict) -> dict | None:
     """The plain-attention row of the same stage and remat policy (the FLOP reference)."""
     for b in rows:
-        if b["config"] == r["config"] and b["remat"] == r["remat"] and b["kernel"] == "xla" and "matmul_flops" in b:
+        if (b["config"] == r["config"] and b["remat"] == r["remat"] and b["kernel"] == "xla"
+                and "matmul_flops" in b):
             return b
     return None
+
+
+def _remat(r: dict) -> str:
+    """The remat column: the policy, and "per layer" for checkpoints around every layer (rows
+    without a scope predate it and were per block)."""
+    return r["remat"] + (" per layer" if r.get("remat_scope", "block") == "layer" else "")
 
 
 def table(rows: list[dict]) -> str:
@@ -209,8 +237,9 @@ def table(rows: list[dict]) -> str:
         ratio = f"{r['matmul_flops'] / base['matmul_flops']:.3f}" if base and "matmul_flops" in base else "-"
         mm = f"{r['matmul_flops'] / 1e12:.2f} TFLOP" if "matmul_flops" in r else "-"
         lines.append(
-            f"| {r['config']} | {r['attention']} ({r['kernel']}) | {r['min_seq_len']} | {r['remat']} "
-            f"| {r.get('scheduler', 'default')} | {r['argument'] / GIB:.2f} GiB | {r['temp'] / GIB:.2f} GiB | {mm} | {ratio} "
+            f"| {r['config']} | {r['attention']} ({r['kernel']}) | {r['min_seq_len']} | {_remat(r)} "
+            f"| {r.get('scheduler', 'default')} | {r['argument'] / GIB:.2f} GiB | {r['temp'] / GIB:.2f} GiB "
+            f"| {mm} | {ratio} "
             f"| {r['flops'] / 1e12:.2f} TFLOP | {r['lower_s']:.0f} s / {r['compile_s']:.0f} s |")
     return "\n".join(lines)
 
@@ -262,6 +291,10 @@ def main(argv=None) -> int:
     parser.add_argument("--remat", default="config", help="comma-separated remat policies (or 'config')")
     parser.add_argument("--min-seq-len", default="config", help="comma-separated attention_min_seq_len values "
                         "(or 'config')")
+    parser.add_argument("--chunk", default="config", help="comma-separated chunked-attention tile sizes QxKV "
+                        "(query x key/value, e.g. 1024x1024,512x512) or 'config'")
+    parser.add_argument("--remat-scope", default="config", help="comma-separated remat scopes (or 'config'): "
+                        "block, layer")
     parser.add_argument("--write", action="store_true", help="replace this bench's section of BENCHMARKS.md")
     parser.add_argument("--json", default="", help="also save the rows here after each compile (a sweep "
                         "killed part-way keeps what it measured)")
@@ -276,13 +309,13 @@ def main(argv=None) -> int:
         if args.write:
             write_section(text, REPO / "BENCHMARKS.md")
         return 0
-    from mimaface_jax.models.unet_config import REMAT_POLICIES
+    from mimaface_jax.models.unet_config import REMAT_POLICIES, REMAT_SCOPES
 
     def split(text):
         return [x.strip() for x in text.split(",") if x.strip()]
 
-    stages, attentions, remats, min_seq_lens = (split(x) for x in (args.stages, args.attention, args.remat,
-                                                                     args.min_seq_len))
+    stages, attentions, remats, min_seq_lens, chunks, scopes = (
+        split(x) for x in (args.stages, args.attention, args.remat, args.min_seq_len, args.chunk, args.remat_scope))
     bad = [s for s in stages if s not in CONFIGS]
     if bad:
         parser.error(f"--stages: unknown {bad}; choose from {list(CONFIGS)}")
@@ -295,6 +328,14 @@ def main(argv=None) -> int:
     bad = [m for m in min_seq_lens if m != "config" and not (m.isdigit())]
     if bad:
         parser.error(f"--min-seq-len: {bad} are not non-negative integers (or 'config')")
+    bad = [s for s in scopes if s != "config" and s not in REMAT_SCOPES]
+    if bad:
+        parser.error(f"--remat-scope: unknown {bad}; choose from config, {', '.join(REMAT_SCOPES)}")
+    for chunk in chunks:
+        try:
+            parse_chunk(chunk)
+        except ValueError as e:
+            parser.error(str(e))
     import jax
 
     if jax.device_count() != 8:
@@ -304,18 +345,24 @@ def main(argv=None) -> int:
     flags = os.environ.get("XLA_FLAGS", "")
     command = (f"XLA_FLAGS='{flags}' JAX_PLATFORMS=cpu .venv/bin/python bench/train_step_sd15.py "
                f"--stages {','.join(stages)} --attention {','.join(attentions)} --remat {','.join(remats)} "
-               f"--min-seq-len {','.join(min_seq_lens)}")
+               f"--min-seq-len {','.join(min_seq_lens)}"
+               + (f" --chunk {','.join(chunks)}" if chunks != ["config"] else "")
+               + (f" --remat-scope {','.join(scopes)}" if scopes != ["config"] else ""))
     rows = []
     for stage in stages:
         for attention in attentions:
             for remat in remats:
                 for min_seq_len in min_seq_lens:
-                    print(f"[bench] {CONFIGS[stage]} attention={attention} remat={remat} "
-                          f"min_seq_len={min_seq_len}: lowering and compiling ...", flush=True)
-                    rows.append(analyse(stage, attention, remat, min_seq_len))
-                    print(table(rows[-1:]), flush=True)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps({"command": command, "rows": rows}, indent=1))
+                    for chunk in chunks:
+                        for scope in scopes:
+                            print(f"[bench] {CONFIGS[stage]} attention={attention} remat={remat} "
+                                  f"min_seq_len={min_seq_len} chunk={chunk} remat_scope={scope}: lowering and "
+                                  "compiling ...", flush=True)
+                            rows.append(analyse(stage, attention, remat, min_seq_len, chunk, scope))
+                            print(table(rows[-1:]), flush=True)
+                            if args.json:
+                                Path(args.json).write_text(json.dumps({"command": command, "rows": rows},
+                                                                      indent=1))
     text = section(rows, command)
     print(text)
     if args.write:

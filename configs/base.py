@@ -38,6 +38,7 @@ def _unet() -> ml_collections.ConfigDict:
         motion_transformer_layers=1,
         motion_norm_num_groups=32,
         remat_policy="none",
+        remat_scope="block",               # checkpoint every U-Net "block" or every "layer" in it
         # attention kernel: "xla" (plain), "chunked" (memory-efficient, any backend),
         # "splash" (TPU), "cudnn" (GPU, bf16/fp16) or "auto" (splash on TPU, cuDNN on GPU in
         # half precision, chunked elsewhere); see mimaface_jax/models/attention.py

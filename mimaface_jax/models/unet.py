@@ -25,9 +25,46 @@ from mimaface_jax.models.layers import (
     constrain_activation,
 )
 from mimaface_jax.models.motion_module import MotionModule
+from mimaface_jax.models.remat_in_order import remat_in_order
 from mimaface_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, UNetConfig
 
 _ACT = ("batch", "height", "width", "act_channels")  # logical names of (N, H, W, C) activations
+
+
+def _remat_policy(name: str):
+    if name == "full":
+        return None
+    policy = getattr(jax.checkpoint_policies, name, None)
+    if policy is None:
+        raise ValueError(f"unknown remat policy {name!r}")
+    return policy
+
+
+def _checkpointed(fn, policy: str):
+    """``fn(module, *arrays)`` under ``nnx.remat`` with the named policy ("none": ``fn`` itself)."""
+    if policy == "none":
+        return fn
+    return nnx.remat(fn, policy=_remat_policy(policy), prevent_cse=True)
+
+
+def _layer_checkpointed(fn, policy: str):
+    """``_checkpointed`` for one layer inside a block: the "full" policy recomputes the layer
+    only once its output's gradient exists (``remat_in_order``), so that the recomputations of
+    a block's layers are not all live at once."""
+    return remat_in_order(fn) if policy == "full" else _checkpointed(fn, policy)
+
+
+def _layer_remat(config: UNetConfig) -> str:
+    """The remat policy of each layer inside a block: the config's under ``remat_scope="layer"``."""
+    return config.remat_policy if config.remat_scope == "layer" else "none"
+
+
+def _call_resnet(m, x, temb):
+    return m(x, temb)
+
+
+def _call_transformer(m, x, context):
+    return m(x, context)
 
 
 class Transformer2D(nnx.Module):
@@ -160,13 +197,17 @@ class _BlockBase(nnx.Module):
         self.motion_modules = (
             _motion_modules(out_channels, motion_heads, n, config, kw) if config.use_motion_module else None
         )
+        self.layer_remat = _layer_remat(config)
 
     def _layer(self, i, x, temb, context, num_frames, temporal_mask):
-        x = self.resnets[i](x, temb)
+        def motion(m, x, mask):
+            return m(x, num_frames, mask)
+
+        x = _layer_checkpointed(_call_resnet, self.layer_remat)(self.resnets[i], x, temb)
         if self.attentions is not None:
-            x = self.attentions[i](x, context)
+            x = _layer_checkpointed(_call_transformer, self.layer_remat)(self.attentions[i], x, context)
         if self.motion_modules is not None:
-            x = self.motion_modules[i](x, num_frames, temporal_mask)
+            x = _layer_checkpointed(motion, self.layer_remat)(self.motion_modules[i], x, temporal_mask)
         return constrain_activation(x, _ACT)
 
 
@@ -263,24 +304,20 @@ class MidBlock(nnx.Module):
             if config.use_motion_module and config.use_motion_mid_block
             else None
         )
+        self.layer_remat = _layer_remat(config)
 
     def __call__(self, x, temb, context, temporal_mask, *, num_frames):
-        x = self.resnets[0](x, temb)
+        def motion(m, x, mask):
+            return m(x, num_frames, mask)
+
+        resnet = _layer_checkpointed(_call_resnet, self.layer_remat)
+        x = resnet(self.resnets[0], x, temb)
         for i in range(len(self.attentions)):
-            x = self.attentions[i](x, context)
+            x = _layer_checkpointed(_call_transformer, self.layer_remat)(self.attentions[i], x, context)
             if self.motion_modules is not None:
-                x = self.motion_modules[i](x, num_frames, temporal_mask)
-            x = self.resnets[i + 1](x, temb)
+                x = _layer_checkpointed(motion, self.layer_remat)(self.motion_modules[i], x, temporal_mask)
+            x = resnet(self.resnets[i + 1], x, temb)
         return constrain_activation(x, _ACT)
-
-
-def _remat_policy(name: str):
-    if name == "full":
-        return None
-    policy = getattr(jax.checkpoint_policies, name, None)
-    if policy is None:
-        raise ValueError(f"unknown remat policy {name!r}")
-    return policy
 
 
 class UNet3D(nnx.Module):
@@ -361,15 +398,14 @@ class UNet3D(nnx.Module):
         self.conv_out = Conv2d(boc[0], c.out_channels, 3, padding=1, **kw)
 
     def _run(self, block, *args, num_frames):
-        """Calls a block, under ``nnx.remat`` when gradient checkpointing is on."""
-        name = self.config.remat_policy
-        if name == "none":
-            return block(*args, num_frames=num_frames)
+        """Calls a block, under ``nnx.remat`` when gradient checkpointing is on at block scope
+        (at layer scope the block checkpoints its own layers)."""
+        name = self.config.remat_policy if self.config.remat_scope == "block" else "none"
 
         def call(b, *a):
             return b(*a, num_frames=num_frames)
 
-        return nnx.remat(call, policy=_remat_policy(name), prevent_cse=True)(block, *args)
+        return _checkpointed(call, name)(block, *args)
 
     def __call__(self, sample, timesteps, context, *, num_frames: int, temporal_mask=None):
         n, h, w, c_in = sample.shape  # (B*F, H, W, C_in)

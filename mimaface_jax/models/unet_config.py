@@ -29,6 +29,10 @@ REMAT_POLICIES = (
     "everything_saveable",
 )
 
+# where the remat policy's checkpoints go: around every down / mid / up "block", or around
+# every resnet / spatial transformer / motion module ("layer") inside the blocks
+REMAT_SCOPES = ("block", "layer")
+
 
 def _per_block(value, n: int, name: str) -> tuple:
     if isinstance(value, int):
@@ -68,9 +72,13 @@ class UNetConfig:
       motion_norm_num_groups: GroupNorm groups of motion modules (diffusers' UNetMotionModel
         uses the U-Net's ``norm_num_groups``).
       use_motion_mid_block: a motion module in the mid block (off: AnimateDiff-v3 has none).
-      remat_policy: gradient checkpointing of every down/mid/up block: one of
-        ``REMAT_POLICIES`` (``"full"`` = recompute everything; others name
-        ``jax.checkpoint_policies``).
+      remat_policy: gradient checkpointing: one of ``REMAT_POLICIES`` (``"full"`` = recompute
+        everything; others name ``jax.checkpoint_policies``).
+      remat_scope: what one checkpoint wraps (``REMAT_SCOPES``): ``"block"`` = every down /
+        mid / up block (the backward of a block holds all its layers' recomputed
+        activations at once), ``"layer"`` = every resnet, spatial transformer and motion
+        module (the layers' inputs are saved instead; with ``"full"`` the layers' backward
+        passes are ordered one after another, ``models/remat_in_order.py``). Same FLOPs.
       attention: kernel selection for every attention layer.
     """
 
@@ -99,6 +107,7 @@ class UNetConfig:
     motion_norm_num_groups: int = 32
     use_motion_mid_block: bool = False
     remat_policy: str = "none"
+    remat_scope: str = "block"
     attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self):
@@ -125,6 +134,8 @@ class UNetConfig:
                 object.__setattr__(self, name, _per_block(value, n, name))
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"UNetConfig.remat_policy={self.remat_policy!r}; expected one of {REMAT_POLICIES}")
+        if self.remat_scope not in REMAT_SCOPES:
+            raise ValueError(f"UNetConfig.remat_scope={self.remat_scope!r}; expected one of {REMAT_SCOPES}")
         if self.in_channels < self.pretrained_in_channels:
             raise ValueError("UNetConfig.in_channels must be >= pretrained_in_channels")
         if isinstance(self.attention, Mapping):

@@ -81,7 +81,8 @@ def mimaface_config(config) -> MIMAFaceConfig:
         use_linear_projection=u.use_linear_projection, norm_num_groups=u.norm_num_groups,
         use_motion_module=u.use_motion_module, motion_num_attention_heads=u.motion_num_attention_heads,
         motion_max_seq_length=u.motion_max_seq_length, motion_transformer_layers=u.motion_transformer_layers,
-        motion_norm_num_groups=u.motion_norm_num_groups, remat_policy=u.remat_policy, attention=attention,
+        motion_norm_num_groups=u.motion_norm_num_groups, remat_policy=u.remat_policy,
+        remat_scope=u.remat_scope, attention=attention,
     )
     clip = None
     num_tokens, clip_width = cl.num_tokens, cl.hidden_size

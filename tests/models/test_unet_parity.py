@@ -170,8 +170,8 @@ class _RematGradients:
         self.ctx = jnp.asarray(rng.standard_normal((4, 5, 16)).astype(np.float32))
         self.mask = jnp.asarray(np.tril(np.ones((2, 2), bool)))
 
-    def loss(self, policy):
-        model = UNet3D(_one_level_config(remat_policy=policy), rngs=nnx.Rngs(0))
+    def loss(self, policy, scope="block"):
+        model = UNet3D(_one_level_config(remat_policy=policy, remat_scope=scope), rngs=nnx.Rngs(0))
         graphdef, _, rest = nnx.split(model, nnx.Param, ...)
 
         def loss(params):
@@ -181,23 +181,27 @@ class _RematGradients:
 
         return loss
 
-    def __call__(self, policy):
-        return jax.grad(self.loss(policy))(self.state)
+    def __call__(self, policy, scope="block"):
+        return jax.grad(self.loss(policy, scope))(self.state)
 
-    def checkpoint_policies(self, policy) -> list:
-        """The ``policy`` of every checkpoint (remat) equation in the traced loss, nested ones too."""
+    def checkpoint_policies(self, policy, scope="block") -> list:
+        """The ``policy`` of every checkpoint (remat) equation in the traced loss, nested ones too;
+        "in order" for every custom-VJP call (``remat_in_order``; the tiny U-Net's plain
+        attention has none of its own)."""
         found = []
 
         def walk(jaxpr):
             for eqn in jaxpr.eqns:
                 if eqn.primitive.name.startswith(("remat", "checkpoint")):  # remat2 today
                     found.append(eqn.params["policy"])
+                if eqn.primitive.name.startswith("custom_vjp"):
+                    found.append("in order")
                 for value in eqn.params.values():
                     inner = getattr(value, "jaxpr", value)
                     if hasattr(inner, "eqns"):
                         walk(inner)
 
-        walk(jax.make_jaxpr(self.loss(policy))(self.state).jaxpr)
+        walk(jax.make_jaxpr(self.loss(policy, scope))(self.state).jaxpr)
         return found
 
 
@@ -228,6 +232,28 @@ def test_gradients_equal_with_and_without_checkpointing(remat_gradients, policy)
     diffs = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), reference, other)
     worst = max(jax.tree.leaves(diffs))
     assert worst <= 1e-5, f"remat_policy={policy}: max |grad diff| {worst:.3g}"
+
+
+# one xdist worker with the block-scope policies: the same module fixture
+@pytest.mark.xdist_group("unet_remat_gradients")
+@pytest.mark.parametrize("policy", ["full", "dots_saveable"])
+def test_layer_scope_checkpoints_every_layer_with_equal_gradients(remat_gradients, policy):
+    grads, reference = remat_gradients
+    # "full" recomputes each layer only once its output's gradient exists (remat_in_order)
+    expected = "in order" if policy == "full" else jax.checkpoint_policies.dots_saveable
+    # one checkpoint per layer, none per block: down (resnet, transformer, motion module),
+    # mid (resnet, transformer, resnet), up (2 x resnet, transformer, motion module)
+    assert grads.checkpoint_policies(policy, "layer") == [expected] * (3 + 3 + 6)
+    other = grads(policy, "layer")
+    assert jax.tree.structure(other) == jax.tree.structure(reference)
+    diffs = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), reference, other)
+    worst = max(jax.tree.leaves(diffs))
+    assert worst <= 1e-5, f"remat_policy={policy}, remat_scope=layer: max |grad diff| {worst:.3g}"
+
+
+def test_unknown_remat_scope_is_an_error():
+    with pytest.raises(ValueError, match="remat_scope='resnet'"):
+        _one_level_config(remat_policy="full", remat_scope="resnet")
 
 
 @pytest.mark.parametrize("policy", [p for p in REMAT_POLICIES if p != "none"])
