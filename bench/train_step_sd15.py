@@ -40,21 +40,47 @@ SECTION = "## SD-1.5 train step: XLA memory and FLOPs (abstract, 8 fake CPU devi
 CONFIGS = {"image": "sd15_stage1_image", "video": "sd15_stage2_video"}
 GIB = 1024 ** 3
 NOTE = """
-Reading (2026-12-02, stage defaults of commit 8d2d3ac: stage 2 also trains MIA and two CLIP layers):
-- `chunked` cuts the stage-2 step's temporaries from 203.7 GiB (`xla`) to 84.8 GiB with XLA's
-  default CPU scheduler and to 36.1 GiB with `--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED`;
-  stage 1: 10.8 GiB (`xla`) -> 3.7 GiB. The 32 GiB target for stage 2 is NOT met (36.1 GiB).
-- FLOPs: `chunked` recomputes q k^T once more per tile in its backward (9 attention matmul
-  passes per tile under full remat instead of 8): +1.1 % (stage 2) / +1.2 % (stage 1) of the
-  step's matmul + conv FLOPs. The chunked row without a scheduler flag got its jaxpr count from
-  a trace of the same code (the run predates that column).
-- What remains (peak of the default-scheduler stage-2 step, from XLA's live-range dump): the
-  rematerialised blocks' non-attention activations (fp32 GroupNorm / GEGLU / residual buffers
-  of the 64x64 and 32x32 levels, ~45 GiB, several blocks' recomputations live at once because
-  the default CPU scheduler hoists them), attention score tiles ~6.6 GiB, the chunked backward's
-  fp32 dq accumulators ~3.8 GiB. Finer remat (per resnet / transformer / motion module) or
-  1-2 fewer frames per device are the next levers; an accelerator's memory-aware scheduler is
-  closer to the memory-optimized row.
+Reading (2026-12-03). Rows 1-3 and 10-11 come from earlier code (2026-12-02, stage defaults of
+commit 8d2d3ac, before the GroupNorm revert 4a869b2); rows 4-5 from the block-scope code of
+commit b06c27c; rows 6-7 and 12 from b06c27c's first `remat_in_order` (recomputation tied to
+the gradient through the inputs only); rows 8-9 (and 13) from the commit after it, which also
+ties the parameters (what the configs run now):
+- Issue 14's target (stage 2, `chunked`, at most 32 GiB of temporaries per device) is met by
+  the remat scope, not by the chunk size: with one checkpoint per resnet / spatial transformer
+  / motion module whose backward passes run in order (`model.unet.remat_scope="layer"`, now
+  set in both SD-1.5 configs) the stage-2 step needs 7.84 GiB with XLA's memory-optimized CPU
+  scheduler and 22.47 GiB with its default one, against 36.11 GiB (memory-optimized) for one
+  checkpoint per U-Net block with the same code (84.84 GiB default, earlier code). Stage 1:
+  3.44 GiB (row 12; 3.69 per block).
+- Smaller chunks alone make it slightly worse: 512 x 512 tiles 36.96 GiB vs 36.11 GiB at
+  1024 x 1024 (per block, memory-optimized). The score tiles were not what filled the peak;
+  the configs keep 1024 x 1024.
+- Why the order matters: XLA's CPU compiler expands the optimization barriers of
+  `jax.checkpoint` before scheduling, so its scheduler recomputes checkpointed layers early
+  and defers their weight-gradient matmuls, keeping every layer's activations live. One SD-1.5
+  up block at 64x64 on its own (20 frames, bf16, chunked, memory-optimized; forward +
+  backward): one checkpoint around the block 23.9 GiB, `nnx.remat` around each layer
+  21.9 GiB, `models/remat_in_order.py` around each layer 7.0 GiB (recomputation depends on
+  the output's gradient, the input gradient it returns on its weight gradients), 5.7 GiB when
+  the recomputation's parameters depend on it too. Without that, XLA merged the recomputed
+  full-size fp32 broadcasts of the norm scales (100 MiB each at 64x64) with the forward's
+  and kept them from the forward to the backward (about 30 at 64x64 alone in the live-range
+  dump of row 6's peak); tied, the whole step went from 12.81 (row 6) to 7.84 GiB (row 8).
+- FLOPs: layer scope recomputes each layer's forward once, as block scope recomputes each
+  block's: 121.81 vs 121.67 TFLOP per device (+0.1 %; 1.012 x the plain-attention step);
+  stage 1 6.05 vs 6.04 TFLOP. `chunked` itself adds +1.1 % (stage 2) / +1.2 % (stage 1): its
+  backward recomputes q k^T once more per tile (9 attention matmul passes per tile under full
+  remat instead of 8). The chunked row without a scheduler flag got its jaxpr count from a
+  trace of the same code (the run predates that column).
+- What remains: with the memory-optimized scheduler (live-range dump of row 6, before the
+  parameter tie) the peak lies in the 64x64 up block's backward: the layers' saved inputs
+  (bf16, 50-100 MiB each), the current layer's working set (GEGLU buffers fp32 on XLA's CPU
+  backend, which computes bf16 matmuls in fp32: 20 x 4096 x 2560 x 4 B = 800 MiB each) and
+  the fp32 norm-scale broadcasts now removed. With the default scheduler (dump of row 7) the
+  peak is earlier, in the forward: the frozen VAE's encoder activations at 512^2 for the 20
+  frames (f32 / bf16 20 x 512 x 512 x 128, 12.5 GiB) overlap the U-Net forward, and the
+  fsdp all-gathered fp32 weights of many layers are live at once (~6 GiB); encoding frame by
+  frame would be the next lever there.
 """
 
 

@@ -28,7 +28,7 @@ def get_config():
     c.model.unet.use_motion_module = False
     c.model.unet.remat_policy = "full"
     # one checkpoint per resnet / transformer / motion module, backward passes in order: the
-    # stage-2 step's temporaries 36.1 -> 12.8 GiB per device (BENCHMARKS.md, "SD-1.5 train step")
+    # stage-2 step's temporaries 36.1 -> 7.8 GiB per device (BENCHMARKS.md, "SD-1.5 train step")
     c.model.unet.remat_scope = "layer"
     c.model.unet.attention_implementation = "auto"  # splash on TPU, cuDNN on GPU (bf16), chunked elsewhere
     c.model.num_frames = 1
