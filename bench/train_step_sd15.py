@@ -43,15 +43,15 @@ NOTE = """
 Reading (2026-12-03). Rows 1-3 and 10-11 come from earlier code (2026-12-02, stage defaults of
 commit 8d2d3ac, before the GroupNorm revert 4a869b2); rows 4-5 from the block-scope code of
 commit b06c27c; rows 6-7 and 12 from b06c27c's first `remat_in_order` (recomputation tied to
-the gradient through the inputs only); rows 8-9 (and 13) from the commit after it, which also
-ties the parameters (what the configs run now):
+the gradient through the inputs only); rows 8-9 and 13 from the commit after it, which also
+ties the parameters (commit c6794a7, what the configs run now):
 - Issue 14's target (stage 2, `chunked`, at most 32 GiB of temporaries per device) is met by
   the remat scope, not by the chunk size: with one checkpoint per resnet / spatial transformer
   / motion module whose backward passes run in order (`model.unet.remat_scope="layer"`, now
   set in both SD-1.5 configs) the stage-2 step needs 7.84 GiB with XLA's memory-optimized CPU
   scheduler and 22.47 GiB with its default one, against 36.11 GiB (memory-optimized) for one
   checkpoint per U-Net block with the same code (84.84 GiB default, earlier code). Stage 1:
-  3.44 GiB (row 12; 3.69 per block).
+  3.44 GiB (rows 12 and 13; 3.69 per block, earlier code).
 - Smaller chunks alone make it slightly worse: 512 x 512 tiles 36.96 GiB vs 36.11 GiB at
   1024 x 1024 (per block, memory-optimized). The score tiles were not what filled the peak;
   the configs keep 1024 x 1024.
