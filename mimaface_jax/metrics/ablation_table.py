@@ -95,7 +95,11 @@ def markdown(runs: list[tuple[str, dict]], command: str, elapsed: float | None) 
              f"{first['task_kind']}-reenactment videos of {first['frames']} frames; each cell is the mean "
              "over them, with the copy-the-source baseline (or, for the temporal metrics, the "
              "ground-truth video's own value) in parentheses.", ""]
+    # the motion errors need FaceMesh to find the face in the generated frames: say how often it did not
+    faceless = "frames_without_face_generated"
+    count = all(_has(doc["mean"].get(faceless)) for _, doc in runs)
     header = ["variant", "evaluate ablation"] + [f"{name} ({better} is better)" for name, _, better in columns]
+    header += ["generated frames where FaceMesh found no face (of each video's)"] if count else []
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for label, doc in runs:
         mean = doc["mean"]
@@ -105,6 +109,8 @@ def markdown(runs: list[tuple[str, dict]], command: str, elapsed: float | None) 
             if base is not None and _has(mean.get(base)):
                 cell += f" ({_fmt(mean[base])} {_baseline_name(base)})"
             cells.append(cell)
+        if count:
+            cells.append(f"{mean[faceless]:.1f} of {first['frames']}")
         lines.append("| " + " | ".join(cells) + " |")
     skipped = {k: v for _, doc in runs for k, v in doc.get("skipped", {}).items()}
     if skipped:
