@@ -10,23 +10,12 @@ import jax
 import numpy as np
 from flax import nnx
 
+from tiny_unet_config import CLIPS, FRAMES, SIZE, TINY_UNET, TOKENS
+
 from mimaface_jax.models.unet import UNet3D
-from mimaface_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DOWN, UP, UNetConfig
 from mimaface_jax.parallel import DEFAULT_RULES, MeshConfig, make_mesh, shard_batch, sharded_init, use_rules
 
-CONFIG = UNetConfig(
-    block_out_channels=(32, 64),
-    down_block_types=(CROSS_ATTN_DOWN, DOWN),
-    up_block_types=(UP, CROSS_ATTN_UP),
-    layers_per_block=1,
-    num_attention_heads=2,
-    cross_attention_dim=32,
-    norm_num_groups=8,
-    motion_num_attention_heads=2,
-    motion_norm_num_groups=8,
-    motion_max_seq_length=8,
-)
-CLIPS, FRAMES, SIZE, TOKENS = 2, 4, 8, 3
+CONFIG = TINY_UNET
 
 
 def test_sharded_forward_with_temporal_mask_matches_unsharded():

@@ -1,9 +1,7 @@
 """Per-layer ordered remat (``remat_scope="layer"``, ``remat_in_order``) on a data=2 x fsdp=4
 mesh of 8 CPU devices: the same parameter gradients as the unsharded U-Net without remat.
 
-Without a temporal mask: with one, the sharded U-Net's FORWARD already differs from the
-unsharded one (max 1.1 on outputs of magnitude 1.9 for a (F, F) causal mask, remat or not;
-found while writing this test, not caused by remat), so it cannot serve as the reference here.
+Without a temporal mask (the masked sharded forward is tests/parallel/test_unet_mask_sharding.py).
 The mask argument's path through ``remat_in_order`` is tested on one device
 (tests/models/test_remat_in_order.py, tests/models/test_unet_parity.py)."""
 
@@ -14,24 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tiny_unet_config import CLIPS, FRAMES, SIZE, TINY_UNET, TOKENS
+
 from mimaface_jax.models.unet import UNet3D
-from mimaface_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DOWN, UP, UNetConfig
 from mimaface_jax.parallel import DEFAULT_RULES, MeshConfig, make_mesh, shard_batch, sharded_init, use_rules
 
-PLAIN = UNetConfig(
-    block_out_channels=(32, 64),
-    down_block_types=(CROSS_ATTN_DOWN, DOWN),
-    up_block_types=(UP, CROSS_ATTN_UP),
-    layers_per_block=1,
-    num_attention_heads=2,
-    cross_attention_dim=32,
-    norm_num_groups=8,
-    motion_num_attention_heads=2,
-    motion_norm_num_groups=8,
-    motion_max_seq_length=8,
-)
+PLAIN = TINY_UNET
 LAYERED = dataclasses.replace(PLAIN, remat_policy="full", remat_scope="layer")
-CLIPS, FRAMES, SIZE, TOKENS = 2, 4, 8, 3
 
 
 def _gradient_fn(config):
