@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from mimaface_jax.metrics.report import _baseline_name, _fmt, table_entries
+from mimaface_jax.metrics.report import baseline_name, format_value, table_entries
 
 # settings that must agree between the compared runs
 SAME = ("data", "split", "task_kind", "num_videos", "frames")
@@ -105,9 +105,9 @@ def markdown(runs: list[tuple[str, dict]], command: str, elapsed: float | None) 
         mean = doc["mean"]
         cells = [label, _ablation_of(doc)]
         for name, base, _ in columns:
-            cell = _fmt(mean[name])
+            cell = format_value(mean[name])
             if base is not None and _has(mean.get(base)):
-                cell += f" ({_fmt(mean[base])} {_baseline_name(base)})"
+                cell += f" ({format_value(mean[base])} {baseline_name(base)})"
             cells.append(cell)
         if count:
             cells.append(f"{mean[faceless]:.1f} of {first['frames']}")

@@ -61,13 +61,15 @@ def mean_metrics(rows: list[dict]) -> dict:
     return out
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """A metric for a table: 4 decimals below 10, else 2; "n/a" for missing or non-finite."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def _baseline_name(key: str) -> str:
+def baseline_name(key: str) -> str:
+    """The short name of a baseline metric key ("psnr_copy_source" -> "copy")."""
     for suffix, name in (("copy_source", "copy"), ("ground_truth", "ground truth"), ("driving", "driving")):
         if key.endswith(suffix):
             return name
@@ -85,14 +87,14 @@ def markdown(doc: dict) -> str:
              f"(clips of {doc['settings']['clip_frames']}); ablation: {doc['settings']['ablation'] or 'none'}.", "",
              "| metric | model | baseline | better |", "|---|---|---|---|"]
     for name, base, better in table_entries(mean):
-        base_label = "-" if base is None else f"{_fmt(mean.get(base))} ({_baseline_name(base)})"
-        lines.append(f"| {name} | {_fmt(mean[name])} | {base_label} | {better} |")
+        base_label = "-" if base is None else f"{format_value(mean.get(base))} ({baseline_name(base)})"
+        lines.append(f"| {name} | {format_value(mean[name])} | {base_label} | {better} |")
     lines += ["", "Baselines: *copy* = the source frame repeated; for the temporal metrics the ground-truth "
               "video (or the driving video for landmark jitter) measured the same way.", "",
               "| sample | " + " | ".join(n for n, _, _ in TABLE[:4]) + " |",
               "|---" * 5 + "|"]
     for r in doc["samples"]:
-        lines.append(f"| {r['task']} | " + " | ".join(_fmt(r["metrics"].get(n)) for n, _, _ in TABLE[:4]) + " |")
+        lines.append(f"| {r['task']} | " + " | ".join(format_value(r["metrics"].get(n)) for n, _, _ in TABLE[:4]) + " |")
     if doc["skipped"]:
         lines += ["", "Not computed:", ""] + [f"- {k}: {v}" for k, v in doc["skipped"].items()]
     return "\n".join(lines) + "\n"
