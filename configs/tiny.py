@@ -135,11 +135,11 @@ def get_config(variant: str = "image"):
 
     # scripts/demo.sh: the data build and both stages in ~12 minutes on 2 CPU cores
     # (BENCHMARKS.md). Most of it goes to stage 1: at this scale stage 2 adds no PSNR (its
-    # motion modules start as the identity; docs/design_notes.md), so it gets 200 steps.
-    c.train.num_steps = 1800 if stage == "image" else 200
+    # motion modules start as the identity; docs/design_notes.md), so it gets 100 steps.
+    c.train.num_steps = 1600 if stage == "image" else 100
     c.train.log_every = 50 if stage == "image" else 20
     c.train.sample_every = 0           # 0 = only at the end
-    c.checkpoint.every = 600 if stage == "image" else 100
+    c.checkpoint.every = 800 if stage == "image" else 50
     c.checkpoint.max_to_keep = 2
     # A minutes-long run is far from a converged sampler: one DDIM step from t = 999 (trailing
     # spacing), i.e. the model's x0 estimate, with x0 clipped to the pixel range, no CFG.

@@ -1,7 +1,7 @@
 # Shared by scripts/demo.sh and scripts/ablate.sh (sourced, not run): the demo's budget, its
 # SynthFaces build and its training commands. Expects $work (absolute) to be set.
-DEMO_STEPS_IMAGE=1800
-DEMO_STEPS_VIDEO=200
+DEMO_STEPS_IMAGE=1600
+DEMO_STEPS_VIDEO=100
 py=.venv/bin/python
 export JAX_PLATFORMS=cpu
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$work/xla_cache}"
