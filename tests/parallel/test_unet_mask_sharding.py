@@ -10,10 +10,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from tiny_unet_config import CLIPS, FRAMES, SIZE, TINY_UNET, TOKENS
+from tiny_unet_config import CLIPS, FRAMES, SIZE, TINY_UNET, TOKENS, random_sharded_state
 
 from mimaface_jax.models.unet import UNet3D
-from mimaface_jax.parallel import DEFAULT_RULES, MeshConfig, make_mesh, shard_batch, sharded_init, use_rules
+from mimaface_jax.parallel import DEFAULT_RULES, MeshConfig, make_mesh, shard_batch, use_rules
 
 CONFIG = TINY_UNET
 
@@ -21,11 +21,7 @@ CONFIG = TINY_UNET
 def test_sharded_forward_with_temporal_mask_matches_unsharded():
     assert jax.device_count() == 8, "tests/conftest.py should give 8 fake CPU devices"
     mesh = make_mesh(MeshConfig(data=2, fsdp=4, tensor=1))
-    _, state = sharded_init(lambda: UNet3D(CONFIG, rngs=nnx.Rngs(0)), mesh, DEFAULT_RULES)
-    # random values everywhere (the motion modules' proj_out starts at zero)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    state = jax.tree.unflatten(treedef, [l + 0.05 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+    state = random_sharded_state(CONFIG, mesh)
     graphdef = nnx.graphdef(UNet3D(CONFIG, rngs=nnx.Rngs(0)))
     rng = np.random.default_rng(0)
     sample = rng.normal(size=(CLIPS * FRAMES, SIZE, SIZE, CONFIG.in_channels)).astype(np.float32)
